@@ -1,0 +1,30 @@
+"""Audit's entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.audit.handlers import TRACED_TOPICS, build_router, record_dead_letters, record_events
+from shared import topics
+from shared.runtime import ServiceRuntime, Subscription, service_app
+from shared.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Audit: every case topic → the hash-chained trace; `deadletter` → dead-letter records; HTTP queries."""
+    settings = settings or Settings()
+    runtime = ServiceRuntime(
+        "audit",
+        settings,
+        MIGRATIONS,
+        subscriptions=lambda _rt: [
+            # Any well-formed CloudEvent is kept, even of a type this version does not know.
+            Subscription("audit", TRACED_TOPICS, record_events, validate_contracts=False),
+            Subscription("audit-deadletters", [topics.DEAD_LETTER], record_dead_letters, decode_envelopes=False),
+        ],
+    )
+    return service_app(runtime, title="OneWindow audit", routers=[build_router(settings)])

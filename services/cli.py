@@ -1,0 +1,142 @@
+"""The `onewindow` command: run a service, the department simulator, or the whole embedded stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared import devstack
+
+app = typer.Typer(help="OneWindow: one window intake, back-office dispatch.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+
+
+class ServiceName(StrEnum):
+    intake = "intake"
+    router = "router"
+    mediation = "mediation"
+    audit = "audit"
+
+
+@app.command()
+def run(
+    service: Annotated[ServiceName, typer.Argument(help="which service to run")],
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port (default: the service's own)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+) -> None:
+    """Run one service as this process (HTTP API/health + its Kafka consumers)."""
+    import uvicorn
+
+    uvicorn.run(
+        f"services.{service.value}.entry:create_app",
+        factory=True,
+        host=host,
+        port=port or devstack.SERVICE_PORTS[service.value],
+        log_config=None,
+        timeout_graceful_shutdown=25,
+    )
+
+
+@app.command()
+def simulate(
+    kinds: Annotated[str, typer.Option(help="comma-separated unit kinds to play")] = "police,court,petition",
+    accept_delay: Annotated[float, typer.Option(min=0, max=3600, help="seconds before signing for a batch")] = 0.1,
+    resolve_delay: Annotated[float, typer.Option(min=0, max=3600, help="seconds before resolving it")] = 0.2,
+) -> None:
+    """Play the external departments: accept and resolve every dispatch of the given kinds."""
+    from services.simulator.main import main as simulator_main
+    from shared.topics import UnitKind
+
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()]
+    bad = [k for k in chosen if k not in {u.value for u in UnitKind}]
+    if bad or not chosen:
+        raise typer.BadParameter(f"unknown unit kind(s): {', '.join(bad) or '(none given)'}", param_hint="--kinds")
+    simulator_main(chosen, accept_delay, resolve_delay)
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[int, typer.Option(min=1, max=1000)] = 3,
+) -> None:
+    """Create every OneWindow topic that is missing."""
+    from shared.settings import Settings
+    from shared.topics import ALL_TOPICS, ensure_topics
+
+    asyncio.run(ensure_topics(Settings().kafka_bootstrap_servers, partitions))
+    typer.echo("\n".join(ALL_TOPICS))
+
+
+@app.command()
+def dev(
+    state_dir: Annotated[Path, typer.Option(help="where the embedded PostgreSQL keeps its data")] = Path(".onewindow"),
+    broker_port: Annotated[int, typer.Option(min=1, max=65535)] = 9092,
+) -> None:
+    """Start the embedded stack: broker, PostgreSQL, the four services and the simulator. Ctrl-C stops all."""
+    state_dir = state_dir.resolve()
+    (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+    env: dict[str, str] = {}
+    broker = None
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        typer.echo(f"starting the Tansu broker on 127.0.0.1:{broker_port} …")
+        broker = devstack.EmbeddedBroker(broker_port, state_dir / "logs" / "broker.log").start()
+        env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+    if not os.environ.get("DATABASE_URL"):
+        typer.echo(f"starting PostgreSQL in {state_dir / 'pgdata'} …")
+        env["DATABASE_URL"] = devstack.embedded_postgres_dsn(state_dir / "pgdata")
+    tokens = {}
+    if not os.environ.get("ONEWINDOW_TOKENS"):
+        tokens = {role: f"dev-{role}-{secrets.token_urlsafe(12)}" for role in ("clerk", "operator", "auditor")}
+        env["ONEWINDOW_TOKENS"] = json.dumps({t: {"role": r, "subject": f"dev-{r}"} for r, t in tokens.items()})
+    procs = devstack.service_processes(env, state_dir / "logs")
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.wait_ready()
+        typer.echo("\nOneWindow is up.")
+        typer.echo(f"  intake API:   http://127.0.0.1:{devstack.SERVICE_PORTS['intake']}/v1/cases  (docs: /docs)")
+        typer.echo(f"  audit API:    http://127.0.0.1:{devstack.SERVICE_PORTS['audit']}/v1/cases/<case_id>/timeline")
+        typer.echo(f"  broker:       {env.get('KAFKA_BOOTSTRAP_SERVERS', os.environ.get('KAFKA_BOOTSTRAP_SERVERS'))}")
+        for role, token in tokens.items():
+            typer.echo(f"  {role} token: {token}")
+        typer.echo(f"  logs:         {state_dir / 'logs'}\nCtrl-C stops everything.")
+        while not stopping:
+            dead = [p.name for p in procs if p.proc and p.proc.poll() is not None]
+            if dead:
+                typer.echo(f"stopped unexpectedly: {', '.join(dead)} (see the logs)", err=True)
+                break
+            time.sleep(0.5)
+    finally:
+        typer.echo("stopping …")
+        for p in reversed(procs):
+            p.stop()
+        if broker:
+            broker.stop()
+        typer.echo("stopped.")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Mediation: OneWindow's own mediation units (三调联动, 诉调对接)."""

@@ -1,0 +1,114 @@
+"""A stand-in department: a plain Kafka client that signs for (签收) and resolves (办结) dispatches.
+
+It plays an external system, so it uses only the wire contract: it reads `dispatch.<kind>`,
+writes CloudEvents on `feedback.<kind>`, and commits its offsets after its feedback is acknowledged
+(at-least-once; its event ids are derived from the dispatch, so a retry yields the same ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared import topics
+from shared.cloudevents import CloudEvent, ContractError, EnvelopeError, decode, derive_id
+from shared.contracts import CaseDispatched, DispatchAccepted, DispatchResolved
+from shared.logs import setup_logging
+from shared.messaging.producer import EventProducer, Record
+from shared.settings import Settings
+from shared.telemetry import setup_telemetry
+
+log = logging.getLogger("onewindow.simulator")
+EXTERNAL_KINDS = [topics.UnitKind.POLICE, topics.UnitKind.COURT, topics.UnitKind.PETITION]
+
+
+def feedback_for(dispatch: CaseDispatched, traceparent: str | None) -> tuple[CloudEvent, CloudEvent]:
+    """The accept and resolve events a department sends for one dispatch (deterministic ids)."""
+    source = f"/departments/{dispatch.unit_kind.value}/simulator"
+    accepted = CloudEvent.of(
+        DispatchAccepted(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
+                         note="已签收"),
+        source=source,
+        event_id=derive_id(source, dispatch.dispatch_id, "accepted"),
+    ).with_traceparent(traceparent)
+    resolved = CloudEvent.of(
+        DispatchResolved(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
+                         summary="已处置完毕（模拟）"),
+        source=source,
+        event_id=derive_id(source, dispatch.dispatch_id, "resolved"),
+    ).with_traceparent(traceparent)
+    return accepted, resolved
+
+
+def _record(topic: str, ev: CloudEvent) -> Record:
+    return Record(topic, ev.key(), ev.value(), ev.headers(), ev.traceparent, ev.id)
+
+
+async def run_simulator(
+    settings: Settings,
+    kinds: list[topics.UnitKind],
+    accept_delay: float,
+    resolve_delay: float,
+    stop: asyncio.Event,
+) -> None:
+    """Consume dispatches of `kinds` until `stop` is set; then finish the batch, commit and leave."""
+    await topics.ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
+    consumer = AIOKafkaConsumer(
+        *[topics.dispatch_topic(k) for k in kinds],
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id="department-simulator",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    producer = EventProducer(settings.kafka_bootstrap_servers, client_id="department-simulator")
+    await producer.start()
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=500)
+            if not batch:
+                continue
+            accepts, resolves = [], []
+            for records in batch.values():
+                for rec in records:
+                    try:
+                        ev = decode(rec.key, rec.value, rec.headers)
+                        dispatch = ev.model()
+                        if not isinstance(dispatch, CaseDispatched):
+                            raise ContractError(f"not a dispatch: {ev.type}")
+                    except (EnvelopeError, ContractError) as exc:
+                        log.warning("ignoring an invalid dispatch", extra={"offset": rec.offset, "error": str(exc)})
+                        continue
+                    a, r = feedback_for(dispatch, ev.traceparent)
+                    accepts.append(_record(topics.feedback_topic(dispatch.unit_kind), a))
+                    resolves.append(_record(topics.feedback_topic(dispatch.unit_kind), r))
+            await asyncio.sleep(accept_delay)
+            await producer.send_all(accepts)
+            await asyncio.sleep(resolve_delay)
+            await producer.send_all(resolves)
+            await consumer.commit({TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1
+                                   for tp, recs in batch.items()})
+            log.info("dispatches handled", extra={"count": len(accepts)})
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def main(kinds: list[str], accept_delay: float, resolve_delay: float) -> None:
+    """Run the simulator until SIGINT/SIGTERM."""
+    settings = Settings()
+    setup_logging("simulator", settings.log_level)
+    setup_telemetry("simulator")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_simulator(settings, [topics.UnitKind(k) for k in kinds], accept_delay, resolve_delay, stop)
+
+    asyncio.run(_main())

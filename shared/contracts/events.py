@@ -1,0 +1,172 @@
+"""The v1 event contracts. Each model names its CloudEvents type; the data of an event is the model.
+
+Events carry no direct personal data (names, phone and ID numbers stay in intake's store); a
+department that must call the citizen asks intake's authorised API for the contact details.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.topics import UnitKind
+
+# GB/T 2260 county code (6 digits), extended by town (3) and village/community (3).
+DivisionCode = Annotated[str, Field(pattern=r"^\d{6}(\d{3}(\d{3})?)?$", description="administrative division code")]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+class Channel(StrEnum):
+    """The window a request came in through."""
+
+    WINDOW = "window"  # 窗口受理
+    HOTLINE = "hotline"  # 12345
+    GRID = "grid"  # 网格员上报
+    CITIZEN_APP = "citizen_app"
+    ONLINE_PETITION = "online_petition"  # 网上信访
+    POLICE_REFERRAL = "police_referral"  # 110 非警务警情
+    COURT_REFERRAL = "court_referral"  # 诉前调解
+
+
+class Level(StrEnum):
+    """Administrative levels a unit can sit at, lowest first."""
+
+    GRID = "grid"
+    VILLAGE = "village"
+    TOWN = "town"
+    COUNTY = "county"
+    CITY = "city"
+
+
+class Event(BaseModel):
+    """Base of every event's data. Consumers ignore unknown fields (tolerant reader)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    EVENT_TYPE: ClassVar[str]
+
+    case_id: UUID
+
+
+class Location(BaseModel):
+    """Where the matter is: division code, optional grid and address."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    division_code: DivisionCode
+    grid_id: Annotated[str, Field(max_length=40)] | None = None
+    address: Annotated[str, Field(max_length=200)] | None = None
+
+
+class CaseReceived(Event):
+    """Intake accepted a request and gave it a case number (受理)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.received.v1"
+
+    case_number: str
+    channel: Channel
+    title: ShortText
+    description: LongText
+    category: str | None = None
+    location: Location
+    received_at: datetime
+    has_reporter_contact: bool = False
+
+
+class CaseRouted(Event):
+    """The router decided who handles a case, and why (rule ids, catalogue version)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.routed.v1"
+
+    case_number: str
+    category: str
+    unit_kind: UnitKind
+    unit_id: str
+    unit_name: str
+    level: Level
+    rule_ids: list[str]
+    catalogue_version: str
+    confidence: float
+
+
+class ManualTriageRequired(Event):
+    """No rule placed the case confidently: it waits in the command centre's manual queue."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.manual_triage_required.v1"
+
+    case_number: str
+    reason: str
+    catalogue_version: str
+
+
+class CaseDispatched(Event):
+    """A dispatch (派单) to one unit, on that unit kind's dispatch topic."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.dispatched.v1"
+
+    case_number: str
+    dispatch_id: UUID
+    unit_kind: UnitKind
+    unit_id: str
+    unit_name: str
+    level: Level
+    category: str
+    title: str
+    description: str
+    location: Location
+    acknowledge_by: datetime
+    resolve_by: datetime
+
+
+class DispatchAccepted(Event):
+    """The unit signed for the dispatch (签收)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.accepted.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class DispatchResolved(Event):
+    """The unit finished handling the case (办结)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.resolved.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    summary: Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+class CaseClosed(Event):
+    """The router closed the loop on a case (结案)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.closed.v1"
+
+    case_number: str
+    dispatch_id: UUID
+    unit_id: str
+    reason: str
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    m.EVENT_TYPE: m
+    for m in (
+        CaseReceived,
+        CaseRouted,
+        ManualTriageRequired,
+        CaseDispatched,
+        DispatchAccepted,
+        DispatchResolved,
+        CaseClosed,
+    )
+}
+
+
+def model_for(event_type: str) -> type[Event]:
+    """The contract model of an event type; KeyError for a type OneWindow does not know."""
+    return EVENT_MODELS[event_type]

@@ -1,0 +1,112 @@
+"""HTTP plumbing for the services: RFC 9457 problem details, bearer-token auth per role, health."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any, Callable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.settings import Settings, TokenGrant
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answered as RFC 9457 problem details."""
+
+    def __init__(self, status: int, title: str, detail: str | None = None, type_: str = "about:blank", **ext: Any):
+        super().__init__(title)
+        self.status, self.title, self.detail, self.type, self.ext = status, title, detail, type_, ext
+
+    def response(self, instance: str | None = None) -> JSONResponse:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if instance:
+            body["instance"] = instance
+        body.update(self.ext)
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse(body, status_code=self.status, media_type=PROBLEM, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error leaves as problem details; validation errors list every invalid field."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return exc.response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "pointer": "/" + "/".join(str(p) for p in e["loc"][1:]) if e["loc"][:1] == ("body",) else None,
+                "location": str(e["loc"][0]) if e["loc"] else None,
+                "field": ".".join(str(p) for p in e["loc"][1:]),
+                "detail": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        return Problem(
+            422,
+            "Invalid request",
+            f"{len(errors)} invalid field(s)",
+            type_="https://onewindow.example/problems/validation",
+            errors=errors,
+        ).response(request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return Problem(exc.status_code, str(exc.detail)).response(request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return Problem(500, "Internal error", "the error was logged").response(request.url.path)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_roles(settings: Settings, *roles: str) -> Callable[..., TokenGrant]:
+    """A dependency that authenticates the bearer token and checks its role."""
+
+    def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> TokenGrant:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
+        grant = None
+        for token, candidate in settings.tokens.items():
+            if hmac.compare_digest(token.encode(), credentials.credentials.encode()):
+                grant = candidate
+        if grant is None:
+            raise Problem(401, "Invalid token")
+        if grant.role not in roles:
+            raise Problem(403, "Forbidden", f"role {grant.role!r} may not do this")
+        return grant
+
+    return dependency
+
+
+def may_act_in(grant: TokenGrant, division_code: str) -> bool:
+    """Whether the grant's jurisdiction covers a division (a code covers every code it prefixes)."""
+    return any(d == "*" or division_code.startswith(d) for d in grant.divisions)
+
+
+def add_health(app: FastAPI, ready: Callable[[], bool]) -> None:
+    """`/healthz` (process alive) and `/readyz` (dependencies connected)."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ok = ready()
+        return JSONResponse({"status": "ready" if ok else "starting"}, status_code=200 if ok else 503)

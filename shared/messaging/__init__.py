@@ -1,0 +1,1 @@
+"""Kafka plumbing: producer, transactional outbox, inbox + batch processing, dead letters, broker factory."""

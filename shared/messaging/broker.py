@@ -1,0 +1,52 @@
+"""The FastStream broker factory (OpenTelemetry middleware) and batch subscriptions with explicit acks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry import trace
+
+from shared.messaging.consumer import BatchProcessor
+from shared.settings import Settings
+
+
+def create_broker(settings: Settings, service: str) -> KafkaBroker:
+    """A KafkaBroker for one service process. Built in factories only, never at import."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"onewindow-{service}",
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
+        graceful_timeout=20.0,
+    )
+
+
+async def _raw(_msg: Any) -> None:
+    # The processor reads the raw records itself: FastStream must not decode (and choke on) poison.
+    return None
+
+
+def subscribe_batches(broker: KafkaBroker, processor: BatchProcessor, topics: list[str], settings: Settings) -> None:
+    """Feed batches of `topics` to `processor` in consumer group `processor.name`.
+
+    NACK_ON_ERROR: the offsets are committed only after `process` returned (work durable, poison
+    dead-lettered); if it raises, the batch is sought back and read again — never skipped.
+    """
+
+    @broker.subscriber(
+        *topics,
+        group_id=processor.name,
+        batch=True,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        decoder=_raw,
+    )
+    async def on_batch(message: KafkaMessage) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+        await processor.process(records)

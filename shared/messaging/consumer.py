@@ -1,0 +1,223 @@
+"""Batch consumption with inbox, outbox and dead letters: at-least-once delivery, effectively once.
+
+For each batch the consumer:
+1. decodes every record; one that is not a valid CloudEvent (or breaks its contract) is a poison
+   record bound for the dead-letter topic;
+2. in ONE PostgreSQL transaction, records the ids of the new events in the inbox, lets the service
+   apply them and writes the resulting events to the outbox;
+3. if that transaction fails for a reason other than an outage, retries each event alone (with
+   backoff) so that one bad event cannot hold back the others, and dead-letters the ones that
+   keep failing;
+4. publishes the dead letters and waits for their acks; only then returns, and the offsets are
+   committed (faststream ack). An outage (database or broker) raises instead: the batch is
+   sought back and re-read, and the inbox drops what was already applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from opentelemetry import trace
+
+from shared import topics
+from shared.cloudevents import CloudEvent, ContractError, EnvelopeError, decode
+from shared.contracts import Event
+from shared.messaging.outbox import Outgoing, OutboxRelay, add_to_outbox
+from shared.messaging.producer import EventProducer, Record
+from shared.telemetry import context_from, current_traceparent, tracer
+
+log = logging.getLogger(__name__)
+
+# Failures that mean "a dependency is down", not "this event is bad": never dead-letter for them.
+OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A decoded event with its Kafka position; `model` is its validated data (None if not checked)."""
+
+    record: ConsumerRecord
+    event: CloudEvent | None  # None when the subscription takes raw records (dead letters)
+    model: Event | None
+    traceparent: str | None = field(default=None)  # of this consumer's processing span
+
+    @property
+    def inbox_key(self) -> str:
+        """What identifies the input for de-duplication: the CloudEvent's source + id."""
+        if self.event is None:
+            return f"kafka {self.record.topic}/{self.record.partition}/{self.record.offset}"
+        return f"{self.event.source} {self.event.id}"
+
+    def derive(self, topic: str, data: Event, *, source: str, event_id: str, time=None) -> Outgoing:
+        """An outgoing event caused by this one: it continues this event's trace."""
+        ev = CloudEvent.of(data, source=source, event_id=event_id, time=time)
+        return Outgoing(topic, ev.with_traceparent(self.traceparent))
+
+
+class Reject(Exception):
+    """Raised by a handler for an event that can never be applied (e.g. feedback for another unit's
+    dispatch): it goes to the dead-letter topic at once, without retries."""
+
+
+# A service's batch handler: apply new events inside the open transaction, return events to publish.
+BatchHandler = Callable[[asyncpg.Connection, list[Inbound]], Awaitable[list[Outgoing]]]
+
+
+class BatchProcessor:
+    """Applies batches of Kafka records to a service through inbox + outbox (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        pool: asyncpg.Pool,
+        producer: EventProducer,
+        relay: OutboxRelay | None,
+        handle: BatchHandler,
+        validate_contracts: bool = True,
+        decode_envelopes: bool = True,
+        retry_attempts: int = 3,
+        retry_backoff_seconds: float = 0.2,
+    ) -> None:
+        self.name = name
+        self._pool = pool
+        self._producer = producer
+        self._relay = relay
+        self._handle = handle
+        self._validate = validate_contracts
+        self._decode = decode_envelopes
+        self._attempts = retry_attempts
+        self._backoff = retry_backoff_seconds
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        """Apply one batch; returns only when every record is applied or safely dead-lettered."""
+        inbound: list[Inbound] = []
+        dead: list[tuple[ConsumerRecord, str]] = []
+        for rec in records:
+            if not self._decode:
+                inbound.append(Inbound(rec, None, None))
+                continue
+            try:
+                ev = decode(rec.key, rec.value, rec.headers)
+                model = ev.model() if self._validate else None
+                inbound.append(Inbound(rec, ev, model))
+            except (EnvelopeError, ContractError) as exc:
+                dead.append((rec, f"{type(exc).__name__}: {exc}"))
+        if inbound:
+            try:
+                await self._apply(inbound)
+            except OUTAGES:
+                await asyncio.sleep(self._backoff)
+                raise
+            except Exception as exc:
+                log.warning("batch failed; isolating events", extra={"consumer": self.name, "error": repr(exc)[:300]})
+                dead.extend(await self._apply_one_by_one(inbound))
+        if dead:
+            await self._dead_letter(dead)
+        if self._relay:
+            self._relay.wake()
+
+    async def _apply_one_by_one(self, inbound: list[Inbound]) -> list[tuple[ConsumerRecord, str]]:
+        dead = []
+        for item in inbound:
+            for attempt in range(self._attempts):
+                try:
+                    await self._apply([item])
+                    break
+                except OUTAGES:
+                    raise
+                except Reject as exc:
+                    dead.append((item.record, f"rejected: {exc}"[:2000]))
+                    break
+                except Exception as exc:
+                    error = f"processing failed after {attempt + 1} attempts: {type(exc).__name__}: {exc}"
+                    await asyncio.sleep(self._backoff * 2**attempt)
+            else:
+                log.error(
+                    "event dead-lettered",
+                    extra={"consumer": self.name, "topic": item.record.topic, "offset": item.record.offset},
+                )
+                dead.append((item.record, error[:2000]))
+        return dead
+
+    async def _apply(self, inbound: list[Inbound]) -> None:
+        spans = []
+        for item in inbound:
+            span = tracer().start_span(
+                f"process {item.record.topic}",
+                kind=trace.SpanKind.CONSUMER,
+                context=context_from(item.event.traceparent if item.event else None),
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": item.record.topic,
+                    "messaging.consumer.group.name": self.name,
+                    "messaging.message.id": item.event.id if item.event else "",
+                    "messaging.kafka.offset": item.record.offset,
+                    "messaging.destination.partition.id": str(item.record.partition),
+                    "cloudevents.event_type": item.event.type if item.event else "",
+                },
+            )
+            with trace.use_span(span):
+                item.traceparent = current_traceparent()
+            spans.append(span)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                keys = [i.inbox_key for i in inbound]
+                new_keys = {
+                    r["event_key"]
+                    for r in await conn.fetch(
+                        "INSERT INTO inbox (event_key) SELECT DISTINCT unnest($1::text[])"
+                        " ON CONFLICT DO NOTHING RETURNING event_key",
+                        keys,
+                    )
+                }
+                fresh = []
+                for item, key in zip(inbound, keys):
+                    if key in new_keys:
+                        new_keys.discard(key)  # a duplicate inside the batch is applied once
+                        fresh.append(item)
+                if fresh:
+                    await add_to_outbox(conn, await self._handle(conn, fresh))
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR)
+            raise
+        finally:
+            for span in spans:
+                span.end()
+
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
+        """Publish poison records with their original bytes and headers plus the error; await the acks."""
+        out = []
+        for rec, error in dead:
+            headers = list(rec.headers or ())
+            headers += [
+                ("dlq_error", error.encode()),
+                ("dlq_consumer", self.name.encode()),
+                ("dlq_topic", rec.topic.encode()),
+                ("dlq_partition", str(rec.partition).encode()),
+                ("dlq_offset", str(rec.offset).encode()),
+            ]
+            tp = next((v.decode(errors="replace") for k, v in headers if k == "traceparent" and v), None)
+            out.append(Record(topics.DEAD_LETTER, rec.key or b"", rec.value or b"", headers, tp, inject_trace=False))
+            log.warning(
+                "dead letter",
+                extra={"consumer": self.name, "topic": rec.topic, "partition": rec.partition,
+                       "offset": rec.offset, "error": error[:300]},
+            )
+        await self._producer.send_all(out)

@@ -1,0 +1,129 @@
+"""Transactional outbox: events are written with the state change, then relayed to Kafka.
+
+The relay publishes right after a commit (woken by `wake()`) and also polls, so whatever a crash
+or a broker outage left unsent goes out later. One relay per schema publishes at a time (advisory
+lock) so a case's events leave in the order they were written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Sequence
+
+import asyncpg
+
+from shared.cloudevents import CloudEvent
+from shared.messaging.producer import EventProducer, Record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An event to publish on a topic, caused by an inbound event (whose trace it continues)."""
+
+    topic: str
+    event: CloudEvent
+
+
+async def add_to_outbox(conn: asyncpg.Connection, items: Sequence[Outgoing]) -> None:
+    """Write events to the outbox inside the caller's transaction (an id written before is ignored)."""
+    if not items:
+        return
+    await conn.executemany(
+        "INSERT INTO outbox (event_id, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5::jsonb)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        [
+            (
+                o.event.id,
+                o.topic,
+                o.event.key(),
+                o.event.value(),
+                json.dumps([[k, v.decode()] for k, v in o.event.headers()]),
+            )
+            for o in items
+        ],
+    )
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in batches, marking them sent only once Kafka acknowledged them."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: EventProducer,
+        *,
+        schema: str,
+        batch: int,
+        poll_seconds: float,
+        connect: Callable[[], Awaitable[None]] | None = None,
+    ):
+        self._pool = pool
+        self._producer = producer
+        self._connect = connect or producer.start
+        self._lock_key = f"onewindow-outbox-{schema}"
+        self._batch = batch
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Ask the relay to publish now (called after a commit that wrote outbox rows)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run the relay loop in the background."""
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Publish what is pending (best effort), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            await self._task
+
+    async def _run(self) -> None:
+        backoff = self._poll
+        while True:
+            try:
+                if not self._producer.started:
+                    await self._connect()
+                while await self.drain_once():
+                    pass
+                backoff = self._poll
+            except Exception as exc:  # broker or database down: keep the rows, try again later
+                log.warning("outbox relay failed; will retry", extra={"error": type(exc).__name__})
+                backoff = min(backoff * 2, 10.0)
+            if self._stopping:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def drain_once(self) -> int:
+        """Publish one batch of unsent rows; returns how many were published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", self._lock_key):
+                return 0  # another replica is relaying; it keeps the order
+            rows = await conn.fetch(
+                "SELECT seq, event_id, topic, key, value, headers FROM outbox"
+                " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                self._batch,
+            )
+            if not rows:
+                return 0
+            records = []
+            for r in rows:
+                headers = [(k, v.encode()) for k, v in json.loads(r["headers"])]
+                tp = next((v.decode() for k, v in headers if k == "traceparent"), None)
+                records.append(Record(r["topic"], r["key"], r["value"], headers, tp, r["event_id"]))
+            await self._producer.send_all(records)
+            await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+            return len(rows)

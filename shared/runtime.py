@@ -1,0 +1,136 @@
+"""The composition root shared by the services: database, producer, outbox relay, broker, subscriptions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from shared import topics
+from shared.db import create_pool, migrate
+from shared.logs import setup_logging
+from shared.messaging.broker import create_broker, subscribe_batches
+from shared.messaging.consumer import BatchHandler, BatchProcessor
+from shared.messaging.outbox import OutboxRelay
+from shared.messaging.producer import EventProducer
+from shared.settings import Settings
+from shared.telemetry import setup_telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Subscription:
+    """A consumer group of the service: which topics feed which batch handler."""
+
+    group_id: str
+    topics: list[str]
+    handle: BatchHandler
+    validate_contracts: bool = True
+    decode_envelopes: bool = True
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a service process holds while it runs; built by `start`, released by `stop`."""
+
+    service: str
+    settings: Settings
+    migrations: Path
+    subscriptions: Callable[["ServiceRuntime"], list[Subscription]] = lambda _rt: []
+    pool: asyncpg.Pool | None = None
+    producer: EventProducer | None = None
+    relay: OutboxRelay | None = None
+    broker: KafkaBroker | None = None
+    state: dict = field(default_factory=dict)
+
+    async def start(self) -> None:
+        """Migrate, connect, start the relay and the subscriptions."""
+        s = self.settings
+        setup_logging(self.service, s.log_level)
+        setup_telemetry(self.service)
+        await migrate(s.database_url, self.service, self.migrations)
+        self.pool = await create_pool(s.database_url, self.service, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        self.producer = EventProducer(s.kafka_bootstrap_servers, client_id=f"onewindow-{self.service}")
+        producer = self.producer
+
+        async def connect() -> None:
+            await topics.ensure_topics(s.kafka_bootstrap_servers, s.topic_partitions)
+            await producer.start()
+
+        self.relay = OutboxRelay(
+            self.pool,
+            self.producer,
+            schema=self.service,
+            batch=s.outbox_batch,
+            poll_seconds=s.outbox_poll_seconds,
+            connect=connect,
+        )
+        subs = self.subscriptions(self)
+        if subs:
+            # Consumers need the broker now; a producer-only service (intake) may start without it.
+            await connect()
+            self.broker = create_broker(s, self.service)
+            for sub in subs:
+                processor = BatchProcessor(
+                    name=sub.group_id,
+                    pool=self.pool,
+                    producer=self.producer,
+                    relay=self.relay,
+                    handle=sub.handle,
+                    validate_contracts=sub.validate_contracts,
+                    decode_envelopes=sub.decode_envelopes,
+                    retry_attempts=s.retry_attempts,
+                    retry_backoff_seconds=s.retry_backoff_seconds,
+                )
+                subscribe_batches(self.broker, processor, sub.topics, s)
+            await self.broker.start()
+        # A producer-only service (intake) starts without the broker: the relay connects when it can.
+        self.relay.start()
+        log.info("service started", extra={"service_name": self.service})
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop fetching, finish in-flight batches (then commit), drain, close."""
+        if self.broker:
+            await self.broker.stop()
+        if self.relay:
+            await self.relay.stop()
+        if self.producer:
+            await self.producer.stop()
+        if self.pool:
+            await self.pool.close()
+        log.info("service stopped", extra={"service_name": self.service})
+
+
+def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = None) -> "FastAPI":
+    """The service's ASGI app: lifespan runs the runtime; problem details, health, OTel HTTP spans."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    from shared.http import add_health, install_problem_handlers
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan, version="1")
+    install_problem_handlers(app)
+    add_health(app, ready=lambda: runtime.pool is not None)
+    for router in routers or []:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    return app

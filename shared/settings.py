@@ -1,0 +1,61 @@
+"""Configuration from environment variables (pydantic-settings), one model for every process."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TokenGrant(BaseModel):
+    """What a bearer token may do: its role and the division codes it may act in ("*" = all)."""
+
+    role: str
+    divisions: list[str] = Field(default_factory=lambda: ["*"])
+    subject: str = "anonymous"
+
+
+class Settings(BaseSettings):
+    """Settings read from `ONEWINDOW_*` variables plus the conventional unprefixed ones."""
+
+    model_config = SettingsConfigDict(env_prefix="ONEWINDOW_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ONEWINDOW_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=AliasChoices("DATABASE_URL", "ONEWINDOW_DATABASE_URL"),
+    )
+    # Tansu answers a fetch only after its full wait: keep it short for latency (DESIGN.md).
+    fetch_max_wait_ms: int = 20
+    batch_max_records: int = 500
+    batch_timeout_ms: int = 50
+    topic_partitions: int = 3
+    db_pool_min: int = 1
+    db_pool_max: int = 8
+    outbox_batch: int = 500
+    outbox_poll_seconds: float = 1.0
+    retry_attempts: int = 3
+    retry_backoff_seconds: float = 0.2
+    # token -> grant, as JSON: {"secret": {"role": "clerk", "divisions": ["339901"]}}
+    tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    reference_dir: str | None = None
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens_from_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
