@@ -151,12 +151,18 @@ class ServiceProcess:
             self.proc.wait()
 
 
-def service_processes(env: dict[str, str], log_dir: Path | None = None, simulator: bool = True) -> list[ServiceProcess]:
-    """The four services (fixed ports) and, optionally, the department simulator."""
+def service_processes(
+    env: dict[str, str],
+    log_dir: Path | None = None,
+    simulator: bool = True,
+    ports: dict[str, int] | None = None,
+) -> list[ServiceProcess]:
+    """The four services (on their fixed ports unless given others) and, optionally, the simulator."""
+    ports = ports or SERVICE_PORTS
     procs = [
-        ServiceProcess(name, ["run", name, "--port", str(port)], env, port,
+        ServiceProcess(name, ["run", name, "--port", str(ports[name])], env, ports[name],
                        log_dir / f"{name}.log" if log_dir else None)
-        for name, port in SERVICE_PORTS.items()
+        for name in SERVICE_PORTS
     ]
     if simulator:
         procs.append(ServiceProcess("simulator", ["simulate"], env, None,

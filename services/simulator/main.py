@@ -25,26 +25,27 @@ log = logging.getLogger("onewindow.simulator")
 EXTERNAL_KINDS = [topics.UnitKind.POLICE, topics.UnitKind.COURT, topics.UnitKind.PETITION]
 
 
-def feedback_for(dispatch: CaseDispatched, traceparent: str | None) -> tuple[CloudEvent, CloudEvent]:
-    """The accept and resolve events a department sends for one dispatch (deterministic ids)."""
+def acceptance(dispatch: CaseDispatched, traceparent: str | None) -> Record:
+    """The department signs for a dispatch (签收); the id is derived from the dispatch."""
     source = f"/departments/{dispatch.unit_kind.value}/simulator"
-    accepted = CloudEvent.of(
-        DispatchAccepted(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
-                         note="已签收"),
-        source=source,
-        event_id=derive_id(source, dispatch.dispatch_id, "accepted"),
-    ).with_traceparent(traceparent)
-    resolved = CloudEvent.of(
-        DispatchResolved(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
-                         summary="已处置完毕（模拟）"),
-        source=source,
-        event_id=derive_id(source, dispatch.dispatch_id, "resolved"),
-    ).with_traceparent(traceparent)
-    return accepted, resolved
+    data = DispatchAccepted(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
+                            note="已签收")
+    return _record(dispatch, CloudEvent.of(data, source=source, event_id=derive_id(source, dispatch.dispatch_id,
+                                                                                    "accepted")), traceparent)
 
 
-def _record(topic: str, ev: CloudEvent) -> Record:
-    return Record(topic, ev.key(), ev.value(), ev.headers(), ev.traceparent, ev.id)
+def resolution(dispatch: CaseDispatched, traceparent: str | None) -> Record:
+    """The department reports the case handled (办结)."""
+    source = f"/departments/{dispatch.unit_kind.value}/simulator"
+    data = DispatchResolved(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
+                            summary="已处置完毕（模拟）")
+    return _record(dispatch, CloudEvent.of(data, source=source, event_id=derive_id(source, dispatch.dispatch_id,
+                                                                                    "resolved")), traceparent)
+
+
+def _record(dispatch: CaseDispatched, ev: CloudEvent, traceparent: str | None) -> Record:
+    ev = ev.with_traceparent(traceparent)
+    return Record(topics.feedback_topic(dispatch.unit_kind), ev.key(), ev.value(), ev.headers(), traceparent, ev.id)
 
 
 async def run_simulator(
@@ -72,7 +73,7 @@ async def run_simulator(
             batch = await consumer.getmany(timeout_ms=200, max_records=500)
             if not batch:
                 continue
-            accepts, resolves = [], []
+            work: list[tuple[CaseDispatched, str | None]] = []
             for records in batch.values():
                 for rec in records:
                     try:
@@ -83,16 +84,14 @@ async def run_simulator(
                     except (EnvelopeError, ContractError) as exc:
                         log.warning("ignoring an invalid dispatch", extra={"offset": rec.offset, "error": str(exc)})
                         continue
-                    a, r = feedback_for(dispatch, ev.traceparent)
-                    accepts.append(_record(topics.feedback_topic(dispatch.unit_kind), a))
-                    resolves.append(_record(topics.feedback_topic(dispatch.unit_kind), r))
+                    work.append((dispatch, ev.traceparent))
             await asyncio.sleep(accept_delay)
-            await producer.send_all(accepts)
+            await producer.send_all([acceptance(d, tp) for d, tp in work])
             await asyncio.sleep(resolve_delay)
-            await producer.send_all(resolves)
+            await producer.send_all([resolution(d, tp) for d, tp in work])
             await consumer.commit({TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1
                                    for tp, recs in batch.items()})
-            log.info("dispatches handled", extra={"count": len(accepts)})
+            log.info("dispatches handled", extra={"count": len(work)})
     finally:
         await consumer.stop()
         await producer.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from faststream import AckPolicy
@@ -21,6 +22,9 @@ def create_broker(settings: Settings, service: str) -> KafkaBroker:
         client_id=f"onewindow-{service}",
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
         graceful_timeout=20.0,
+        # per-message "Received/Processed" lines are debug noise; errors still log at ERROR
+        logger=logging.getLogger(f"onewindow.{service}.faststream"),
+        log_level=logging.DEBUG,
     )
 
 

@@ -1,0 +1,78 @@
+"""Fixtures: a real Kafka-protocol broker and a real PostgreSQL, started like `onewindow dev` does.
+
+Set KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL to run the same suite against Apache Kafka and an
+existing PostgreSQL; otherwise an embedded Tansu broker and an embedded PostgreSQL are started.
+Every test session works in a database of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from shared import devstack
+
+TOKENS = {
+    "clerk-token-0001": {"role": "clerk", "subject": "clerk-1", "divisions": ["*"]},
+    "clerk-token-xishan": {"role": "clerk", "subject": "clerk-2", "divisions": ["339902"]},
+    "operator-token-0001": {"role": "operator", "subject": "operator-1"},
+    "auditor-token-0001": {"role": "auditor", "subject": "auditor-1"},
+}
+CLERK = {"Authorization": "Bearer clerk-token-0001"}
+OPERATOR = {"Authorization": "Bearer operator-token-0001"}
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="onewindow-test-"))
+    (path / "logs").mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(workdir: Path):
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    broker = devstack.EmbeddedBroker(devstack.free_port(), workdir / "logs" / "broker.log").start()
+    yield broker.bootstrap_servers
+    broker.stop()
+
+
+def _with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def database_url(workdir: Path) -> str:
+    base = os.environ.get("DATABASE_URL") or devstack.embedded_postgres_dsn(workdir / "pgdata")
+    name = f"onewindow_test_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return _with_database(base, name)
+
+
+@pytest.fixture(scope="session")
+def service_env(kafka_bootstrap: str, database_url: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": database_url,
+        "ONEWINDOW_TOKENS": json.dumps(TOKENS),
+        "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5",
+    }

@@ -1,0 +1,95 @@
+"""The whole system as real processes on the test broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from shared import devstack
+from tests.conftest import CLERK, OPERATOR
+
+
+class Stack:
+    """Handles on the running processes plus helpers the tests share."""
+
+    def __init__(self, procs: list[devstack.ServiceProcess], env: dict[str, str], log_dir: Path):
+        self.procs = {p.name: p for p in procs}
+        self.env = env
+        self.log_dir = log_dir
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.procs[service].port}"
+
+    def submit(self, body: dict, headers: dict | None = None) -> httpx.Response:
+        return httpx.post(f"{self.url('intake')}/v1/cases", json=body, headers={**CLERK, **(headers or {})}, timeout=10)
+
+    def timeline(self, case_id: str) -> list[dict]:
+        r = httpx.get(f"{self.url('audit')}/v1/cases/{case_id}/timeline", headers=OPERATOR, timeout=10)
+        return r.json()["events"] if r.status_code == 200 else []
+
+    def wait_timeline(self, case_id: str, last_type: str, timeout: float = 30.0) -> list[dict]:
+        """Poll the audit timeline until its last event has `last_type`."""
+        deadline = time.monotonic() + timeout
+        events: list[dict] = []
+        while time.monotonic() < deadline:
+            events = self.timeline(case_id)
+            if events and events[-1]["type"] == last_type:
+                return events
+            time.sleep(0.2)
+        raise AssertionError(f"case {case_id}: timeline ends {[e['type'] for e in events]}, expected {last_type}")
+
+    def sql(self, query: str, *args):
+        async def run():
+            conn = await asyncpg.connect(self.env["DATABASE_URL"])
+            try:
+                return await conn.fetch(query, *args)
+            finally:
+                await conn.close()
+
+        return asyncio.run(run())
+
+    def read_topic(self, topic: str, timeout: float = 3.0) -> list:
+        """Every record on a topic, read from the beginning by a group-less consumer."""
+
+        async def run():
+            consumer = AIOKafkaConsumer(
+                topic, bootstrap_servers=self.env["KAFKA_BOOTSTRAP_SERVERS"], group_id=None,
+                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=20,
+            )
+            await consumer.start()
+            out = []
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    batch = await consumer.getmany(timeout_ms=300)
+                    if not batch and out:
+                        break
+                    for recs in batch.values():
+                        out.extend(recs)
+            finally:
+                await consumer.stop()
+            return out
+
+        return asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def stack(service_env: dict[str, str], workdir: Path):
+    ports = {name: devstack.free_port() for name in devstack.SERVICE_PORTS}
+    log_dir = workdir / "logs"
+    procs = devstack.service_processes(service_env, log_dir, simulator=True, ports=ports)
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.wait_ready(90)
+        yield Stack(procs, service_env, log_dir)
+    finally:
+        for p in reversed(procs):
+            p.stop()
