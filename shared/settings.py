@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     batch_max_records: int = 500
     batch_timeout_ms: int = 50
     topic_partitions: int = 3
+    # How fast a crashed consumer's partitions move to a live one (Kafka's minimum is 6 s).
+    consumer_session_timeout_ms: int = 10_000
+    consumer_heartbeat_interval_ms: int = 3_000
     db_pool_min: int = 1
     db_pool_max: int = 8
     outbox_batch: int = 500

@@ -75,4 +75,6 @@ def service_env(kafka_bootstrap: str, database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "ONEWINDOW_TOKENS": json.dumps(TOKENS),
         "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5",
+        "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+        "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
     }

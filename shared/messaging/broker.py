@@ -49,6 +49,8 @@ def subscribe_batches(broker: KafkaBroker, processor: BatchProcessor, topics: li
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         decoder=_raw,
     )
     async def on_batch(message: KafkaMessage) -> None:
