@@ -1,0 +1,26 @@
+# The two commands of the README: `make dev` (run the embedded stack) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: dev test install lint clean
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+dev: install  ## start broker, PostgreSQL, the four services and the simulator
+	$(BIN)/onewindow dev
+
+lint: install  ## architecture contracts (a service never imports another)
+	$(BIN)/lint-imports
+
+test: lint  ## unit, integration and end-to-end tests on a real broker and PostgreSQL
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .onewindow
