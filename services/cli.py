@@ -32,7 +32,7 @@ class ServiceName(StrEnum):
 def run(
     service: Annotated[ServiceName, typer.Argument(help="which service to run")],
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port (default: the service's own)")] = None,
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(envvar="ONEWINDOW_HOST", help="address to listen on")] = "127.0.0.1",
 ) -> None:
     """Run one service as this process (HTTP API/health + its Kafka consumers)."""
     import uvicorn
