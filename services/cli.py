@@ -80,6 +80,7 @@ def topics_create(
 def dev(
     state_dir: Annotated[Path, typer.Option(help="where the embedded PostgreSQL keeps its data")] = Path(".onewindow"),
     broker_port: Annotated[int, typer.Option(min=1, max=65535)] = 9092,
+    port_offset: Annotated[int, typer.Option(min=0, max=50000, help="added to every service port")] = 0,
 ) -> None:
     """Start the embedded stack: broker, PostgreSQL, the four services and the simulator. Ctrl-C stops all."""
     state_dir = state_dir.resolve()
@@ -97,7 +98,8 @@ def dev(
     if not os.environ.get("ONEWINDOW_TOKENS"):
         tokens = {role: f"dev-{role}-{secrets.token_urlsafe(12)}" for role in ("clerk", "operator", "auditor")}
         env["ONEWINDOW_TOKENS"] = json.dumps({t: {"role": r, "subject": f"dev-{r}"} for r, t in tokens.items()})
-    procs = devstack.service_processes(env, state_dir / "logs")
+    ports = {name: port + port_offset for name, port in devstack.SERVICE_PORTS.items()}
+    procs = devstack.service_processes(env, state_dir / "logs", ports=ports)
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -112,8 +114,8 @@ def dev(
         for p in procs:
             p.wait_ready()
         typer.echo("\nOneWindow is up.")
-        typer.echo(f"  intake API:   http://127.0.0.1:{devstack.SERVICE_PORTS['intake']}/v1/cases  (docs: /docs)")
-        typer.echo(f"  audit API:    http://127.0.0.1:{devstack.SERVICE_PORTS['audit']}/v1/cases/<case_id>/timeline")
+        typer.echo(f"  intake API:   http://127.0.0.1:{ports['intake']}/v1/cases  (docs: /docs)")
+        typer.echo(f"  audit API:    http://127.0.0.1:{ports['audit']}/v1/cases/<case_id>/timeline")
         typer.echo(f"  broker:       {env.get('KAFKA_BOOTSTRAP_SERVERS', os.environ.get('KAFKA_BOOTSTRAP_SERVERS'))}")
         for role, token in tokens.items():
             typer.echo(f"  {role} token: {token}")

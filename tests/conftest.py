@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from shared import devstack
 
@@ -53,19 +54,29 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(workdir: Path) -> str:
+def new_database(workdir: Path):
+    """A factory of empty databases on the test server (embedded unless DATABASE_URL is set)."""
     base = os.environ.get("DATABASE_URL") or devstack.embedded_postgres_dsn(workdir / "pgdata")
-    name = f"onewindow_test_{secrets.token_hex(4)}"
 
-    async def create() -> None:
-        conn = await asyncpg.connect(base)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
+    def create() -> str:
+        name = f"onewindow_test_{secrets.token_hex(4)}"
 
-    asyncio.run(create())
-    return _with_database(base, name)
+        async def run() -> None:
+            conn = await asyncpg.connect(base)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+        return _with_database(base, name)
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def database_url(new_database) -> str:
+    return new_database()
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +89,18 @@ def service_env(kafka_bootstrap: str, database_url: str) -> dict[str, str]:
         "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
         "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
     }
+
+
+async def read_topic(bootstrap: str, topic: str) -> list:
+    """Every record on a topic, read from the beginning by a consumer outside any group."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=20)
+    await consumer.start()
+    out = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=500):
+            for recs in batch.values():
+                out.extend(recs)
+    finally:
+        await consumer.stop()
+    return out

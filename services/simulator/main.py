@@ -25,22 +25,14 @@ log = logging.getLogger("onewindow.simulator")
 EXTERNAL_KINDS = [topics.UnitKind.POLICE, topics.UnitKind.COURT, topics.UnitKind.PETITION]
 
 
-def acceptance(dispatch: CaseDispatched, traceparent: str | None) -> Record:
-    """The department signs for a dispatch (签收); the id is derived from the dispatch."""
+def feedback(dispatch: CaseDispatched, step: str, traceparent: str | None) -> Record:
+    """The department's 签收 (step "accepted") or 办结 ("resolved") of a dispatch; ids derive from it."""
     source = f"/departments/{dispatch.unit_kind.value}/simulator"
-    data = DispatchAccepted(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
-                            note="已签收")
-    return _record(dispatch, CloudEvent.of(data, source=source, event_id=derive_id(source, dispatch.dispatch_id,
-                                                                                    "accepted")), traceparent)
-
-
-def resolution(dispatch: CaseDispatched, traceparent: str | None) -> Record:
-    """The department reports the case handled (办结)."""
-    source = f"/departments/{dispatch.unit_kind.value}/simulator"
-    data = DispatchResolved(case_id=dispatch.case_id, dispatch_id=dispatch.dispatch_id, unit_id=dispatch.unit_id,
-                            summary="已处置完毕（模拟）")
-    return _record(dispatch, CloudEvent.of(data, source=source, event_id=derive_id(source, dispatch.dispatch_id,
-                                                                                    "resolved")), traceparent)
+    common = {"case_id": dispatch.case_id, "dispatch_id": dispatch.dispatch_id, "unit_id": dispatch.unit_id}
+    data = (DispatchAccepted(**common, note="已签收") if step == "accepted"
+            else DispatchResolved(**common, summary="已处置完毕（模拟）"))
+    ev = CloudEvent.of(data, source=source, event_id=derive_id(source, dispatch.dispatch_id, step))
+    return _record(dispatch, ev, traceparent)
 
 
 def _record(dispatch: CaseDispatched, ev: CloudEvent, traceparent: str | None) -> Record:
@@ -86,9 +78,9 @@ async def run_simulator(
                         continue
                     work.append((dispatch, ev.traceparent))
             await asyncio.sleep(accept_delay)
-            await producer.send_all([acceptance(d, tp) for d, tp in work])
+            await producer.send_all([feedback(d, "accepted", tp) for d, tp in work])
             await asyncio.sleep(resolve_delay)
-            await producer.send_all([resolution(d, tp) for d, tp in work])
+            await producer.send_all([feedback(d, "resolved", tp) for d, tp in work])
             await consumer.commit({TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1
                                    for tp, recs in batch.items()})
             log.info("dispatches handled", extra={"count": len(work)})

@@ -9,10 +9,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from shared import devstack
-from tests.conftest import CLERK, OPERATOR
+from tests.conftest import CLERK, OPERATOR, read_topic
 
 
 class Stack:
@@ -54,29 +53,9 @@ class Stack:
 
         return asyncio.run(run())
 
-    def read_topic(self, topic: str, timeout: float = 3.0) -> list:
-        """Every record on a topic, read from the beginning by a group-less consumer."""
-
-        async def run():
-            consumer = AIOKafkaConsumer(
-                topic, bootstrap_servers=self.env["KAFKA_BOOTSTRAP_SERVERS"], group_id=None,
-                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=20,
-            )
-            await consumer.start()
-            out = []
-            try:
-                deadline = time.monotonic() + timeout
-                while time.monotonic() < deadline:
-                    batch = await consumer.getmany(timeout_ms=300)
-                    if not batch and out:
-                        break
-                    for recs in batch.values():
-                        out.extend(recs)
-            finally:
-                await consumer.stop()
-            return out
-
-        return asyncio.run(run())
+    def read_topic(self, topic: str) -> list:
+        """Every record on a topic."""
+        return asyncio.run(read_topic(self.env["KAFKA_BOOTSTRAP_SERVERS"], topic))
 
 
 @pytest.fixture(scope="session")

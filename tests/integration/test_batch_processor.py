@@ -19,25 +19,12 @@ from shared.messaging.broker import create_broker, subscribe_batches
 from shared.messaging.consumer import BatchProcessor, Inbound, Reject
 from shared.messaging.producer import EventProducer
 from shared.settings import Settings
+from tests.conftest import read_topic
 
 
 def _event(case_id: uuid.UUID, note: str, event_id: str | None = None) -> CloudEvent:
     data = DispatchAccepted(case_id=case_id, dispatch_id=uuid.uuid4(), unit_id="u-1", note=note)
     return CloudEvent.of(data, source="/test", event_id=event_id or f"{note}-{uuid.uuid4()}")
-
-
-async def _read_all(bootstrap: str, topic: str) -> list:
-    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                         fetch_max_wait_ms=20)
-    await c.start()
-    out = []
-    try:
-        while batch := await c.getmany(timeout_ms=500):
-            for recs in batch.values():
-                out.extend(recs)
-    finally:
-        await c.stop()
-    return out
 
 
 async def test_batches_apply_once_retry_outages_and_dead_letter_only_the_bad(
@@ -104,7 +91,7 @@ async def test_batches_apply_once_retry_outages_and_dead_letter_only_the_bad(
     finally:
         await broker.stop()
 
-    dead = [d for d in await _read_all(kafka_bootstrap, topics.DEAD_LETTER)
+    dead = [d for d in await read_topic(kafka_bootstrap, topics.DEAD_LETTER)
             if dict(d.headers).get("dlq_consumer") == group.encode()]
     errors = sorted(dict(d.headers)["dlq_error"].decode().split(":")[0] for d in dead)
     assert errors == ["EnvelopeError", "processing failed after 3 attempts", "rejected"]

@@ -8,14 +8,13 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from shared import devstack, topics
 from shared.cloudevents import CloudEvent, decode
 from shared.contracts import DispatchAccepted
 from shared.db import create_pool, migrate
 from shared.messaging.outbox import Outgoing, OutboxRelay, add_to_outbox
 from shared.messaging.producer import EventProducer
+from tests.conftest import read_topic
 
 
 async def test_outbox_keeps_events_while_the_broker_is_down_and_relays_them_in_order(
@@ -54,16 +53,7 @@ async def test_outbox_keeps_events_while_the_broker_is_down_and_relays_them_in_o
                 break
             await asyncio.sleep(0.2)
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
-        consumer = AIOKafkaConsumer(topics.CASES_RECEIVED, bootstrap_servers=bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=20)
-        await consumer.start()
-        got = []
-        try:
-            while batch := await consumer.getmany(timeout_ms=500):
-                for recs in batch.values():
-                    got.extend(recs)
-        finally:
-            await consumer.stop()
+        got = await read_topic(bootstrap, topics.CASES_RECEIVED)
         ids = [decode(r.key, r.value, r.headers).id for r in got]
         assert ids == [e.id for e in events], "each event once, in the order written"
     finally:
