@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from shared.contracts import Event, model_for
+from shared.contracts import Contract, model_for
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -54,13 +54,13 @@ class CloudEvent:
     extra_headers: tuple[tuple[str, bytes], ...] = field(default=())
 
     @classmethod
-    def of(cls, data: Event, *, source: str, event_id: str, time: datetime | None = None) -> "CloudEvent":
-        """Wrap a contract model as an event about its case."""
+    def of(cls, data: Contract, *, source: str, event_id: str, time: datetime | None = None) -> "CloudEvent":
+        """Wrap a contract model as an event about its subject (a case id for case events)."""
         return cls(
             id=event_id,
             source=source,
             type=data.EVENT_TYPE,
-            subject=str(data.case_id),
+            subject=data.subject(),
             time=time or utcnow(),
             data=data.model_dump(mode="json"),
         )
@@ -93,7 +93,7 @@ class CloudEvent:
         h.extend(self.extra_headers)
         return h
 
-    def model(self) -> Event:
+    def model(self) -> Contract:
         """The data validated against the contract of the event's type."""
         try:
             model = model_for(self.type)
@@ -103,8 +103,8 @@ class CloudEvent:
             parsed = model.model_validate(self.data)
         except ValidationError as exc:
             raise ContractError(f"{self.type}: {_summarise(exc)}") from None
-        if str(parsed.case_id) != self.subject:
-            raise ContractError("data.case_id differs from ce_subject")
+        if parsed.subject() != self.subject:
+            raise ContractError("the data's case id (or subject) differs from ce_subject")
         return parsed
 
 

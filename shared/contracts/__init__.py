@@ -2,21 +2,29 @@
 
 from shared.contracts.events import (
     EVENT_MODELS,
+    AttachmentRef,
     CaseClosed,
+    CaseDuplicateReported,
     CaseDispatched,
     CaseReceived,
     CaseRouted,
     Channel,
+    Contract,
     DispatchAccepted,
     DispatchResolved,
     Event,
     Location,
     ManualTriageRequired,
+    SubmissionRejected,
     model_for,
 )
 
 __all__ = [
     "EVENT_MODELS",
+    "AttachmentRef",
+    "CaseDuplicateReported",
+    "Contract",
+    "SubmissionRejected",
     "CaseClosed",
     "CaseDispatched",
     "CaseReceived",

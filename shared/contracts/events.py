@@ -43,13 +43,24 @@ class Level(StrEnum):
     CITY = "city"
 
 
-class Event(BaseModel):
+class Contract(BaseModel):
     """Base of every event's data. Consumers ignore unknown fields (tolerant reader)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     EVENT_TYPE: ClassVar[str]
 
+    def subject(self) -> str:
+        """What the event is about: its CloudEvents subject and Kafka key."""
+        raise NotImplementedError
+
+
+class Event(Contract):
+    """An event about a case: subject and key are the case id."""
+
     case_id: UUID
+
+    def subject(self) -> str:
+        return str(self.case_id)
 
 
 class Location(BaseModel):
@@ -60,6 +71,19 @@ class Location(BaseModel):
     division_code: DivisionCode
     grid_id: Annotated[str, Field(max_length=40)] | None = None
     address: Annotated[str, Field(max_length=200)] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90)] | None = None
+    lng: Annotated[float, Field(ge=-180, le=180)] | None = None
+
+
+class AttachmentRef(BaseModel):
+    """Metadata of an attachment kept outside Kafka."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    media_type: str
+    size: int
+    sha256: str
 
 
 class CaseReceived(Event):
@@ -75,6 +99,37 @@ class CaseReceived(Event):
     location: Location
     received_at: datetime
     has_reporter_contact: bool = False
+    risk_flags: list[str] = []
+    occurred_at: datetime | None = None
+    people_involved: int | None = None
+    parties_count: int = 0
+    attachments: list[AttachmentRef] = []
+    submission_ref: str | None = None  # the submitter's own reference (Kafka submissions: their event id)
+
+
+class CaseDuplicateReported(Event):
+    """The same matter was reported again (重复件): linked to the case, not dispatched twice."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.duplicate_reported.v1"
+
+    case_number: str
+    submission_id: UUID
+    channel: Channel
+    similarity: float
+    received_at: datetime
+
+
+class SubmissionRejected(Contract):
+    """A submission on Kafka that intake could not accept, addressed to its submitter."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.submission.rejected.v1"
+
+    submission_id: str  # the submitter's CloudEvent id
+    submitter: str  # the submitter's CloudEvent source
+    errors: list[dict[str, str]]
+
+    def subject(self) -> str:
+        return self.submission_id
 
 
 class CaseRouted(Event):
@@ -153,10 +208,12 @@ class CaseClosed(Event):
     reason: str
 
 
-EVENT_MODELS: dict[str, type[Event]] = {
+EVENT_MODELS: dict[str, type[Contract]] = {
     m.EVENT_TYPE: m
     for m in (
         CaseReceived,
+        CaseDuplicateReported,
+        SubmissionRejected,
         CaseRouted,
         ManualTriageRequired,
         CaseDispatched,
@@ -167,6 +224,6 @@ EVENT_MODELS: dict[str, type[Event]] = {
 }
 
 
-def model_for(event_type: str) -> type[Event]:
+def model_for(event_type: str) -> type[Contract]:
     """The contract model of an event type; KeyError for a type OneWindow does not know."""
     return EVENT_MODELS[event_type]

@@ -26,7 +26,7 @@ from opentelemetry import trace
 
 from shared import topics
 from shared.cloudevents import CloudEvent, ContractError, EnvelopeError, decode
-from shared.contracts import Event
+from shared.contracts import Contract
 from shared.messaging.outbox import Outgoing, OutboxRelay, add_to_outbox
 from shared.messaging.producer import EventProducer, Record
 from shared.telemetry import context_from, current_traceparent, tracer
@@ -51,7 +51,7 @@ class Inbound:
 
     record: ConsumerRecord
     event: CloudEvent | None  # None when the subscription takes raw records (dead letters)
-    model: Event | None
+    model: Contract | None
     traceparent: str | None = field(default=None)  # of this consumer's processing span
 
     @property
@@ -61,7 +61,7 @@ class Inbound:
             return f"kafka {self.record.topic}/{self.record.partition}/{self.record.offset}"
         return f"{self.event.source} {self.event.id}"
 
-    def derive(self, topic: str, data: Event, *, source: str, event_id: str, time=None) -> Outgoing:
+    def derive(self, topic: str, data: Contract, *, source: str, event_id: str, time=None) -> Outgoing:
         """An outgoing event caused by this one: it continues this event's trace."""
         ev = CloudEvent.of(data, source=source, event_id=event_id, time=time)
         return Outgoing(topic, ev.with_traceparent(self.traceparent))
@@ -203,21 +203,26 @@ class BatchProcessor:
 
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
         """Publish poison records with their original bytes and headers plus the error; await the acks."""
-        out = []
         for rec, error in dead:
-            headers = list(rec.headers or ())
-            headers += [
-                ("dlq_error", error.encode()),
-                ("dlq_consumer", self.name.encode()),
-                ("dlq_topic", rec.topic.encode()),
-                ("dlq_partition", str(rec.partition).encode()),
-                ("dlq_offset", str(rec.offset).encode()),
-            ]
-            tp = next((v.decode(errors="replace") for k, v in headers if k == "traceparent" and v), None)
-            out.append(Record(topics.DEAD_LETTER, rec.key or b"", rec.value or b"", headers, tp, inject_trace=False))
             log.warning(
                 "dead letter",
                 extra={"consumer": self.name, "topic": rec.topic, "partition": rec.partition,
                        "offset": rec.offset, "error": error[:300]},
             )
-        await self._producer.send_all(out)
+        await self._producer.send_all([dead_letter_record(rec, error, self.name) for rec, error in dead])
+
+
+def dead_letter_record(rec: ConsumerRecord, error: str, consumer: str) -> Record:
+    """The dead-letter record of a poison record: its key, value and headers as they came, plus
+    `dlq_error`, `dlq_consumer`, `dlq_topic`, `dlq_partition`, `dlq_offset`."""
+    headers = list(rec.headers or ())
+    headers += [
+        ("dlq_error", error.encode()),
+        ("dlq_consumer", consumer.encode()),
+        ("dlq_topic", rec.topic.encode()),
+        ("dlq_partition", str(rec.partition).encode()),
+        ("dlq_offset", str(rec.offset).encode()),
+    ]
+    tp = next((v.decode(errors="replace") for k, v in headers if k == "traceparent" and v), None)
+    event_id = f"dlq:{consumer}:{rec.topic}:{rec.partition}:{rec.offset}"
+    return Record(topics.DEAD_LETTER, rec.key or b"", rec.value or b"", headers, tp, event_id, inject_trace=False)

@@ -8,6 +8,7 @@ lock) so a case's events leave in the order they were written.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from dataclasses import dataclass
@@ -29,23 +30,32 @@ class Outgoing:
     event: CloudEvent
 
 
+def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> str:
+    # base64: header values are bytes and may hold anything (a dead letter keeps them as they came)
+    return json.dumps([[k, base64.b64encode(v or b"").decode()] for k, v in headers])
+
+
+def _decode_headers(raw: str) -> list[tuple[str, bytes]]:
+    return [(k, base64.b64decode(v)) for k, v in json.loads(raw)]
+
+
 async def add_to_outbox(conn: asyncpg.Connection, items: Sequence[Outgoing]) -> None:
     """Write events to the outbox inside the caller's transaction (an id written before is ignored)."""
-    if not items:
+    await add_records_to_outbox(
+        conn,
+        [Record(o.topic, o.event.key(), o.event.value(), o.event.headers(), o.event.traceparent, o.event.id)
+         for o in items],
+    )
+
+
+async def add_records_to_outbox(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+    """Write raw records (each with an `event_id` for de-duplication) to the outbox."""
+    if not records:
         return
     await conn.executemany(
         "INSERT INTO outbox (event_id, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5::jsonb)"
         " ON CONFLICT (event_id) DO NOTHING",
-        [
-            (
-                o.event.id,
-                o.topic,
-                o.event.key(),
-                o.event.value(),
-                json.dumps([[k, v.decode()] for k, v in o.event.headers()]),
-            )
-            for o in items
-        ],
+        [(r.event_id, r.topic, r.key, r.value, _encode_headers(r.headers)) for r in records],
     )
 
 
@@ -121,9 +131,11 @@ class OutboxRelay:
                 return 0
             records = []
             for r in rows:
-                headers = [(k, v.encode()) for k, v in json.loads(r["headers"])]
-                tp = next((v.decode() for k, v in headers if k == "traceparent"), None)
-                records.append(Record(r["topic"], r["key"], r["value"], headers, tp, r["event_id"]))
+                headers = _decode_headers(r["headers"])
+                tp = next((v.decode(errors="replace") for k, v in headers if k == "traceparent"), None)
+                # a dead letter (or any record without a CloudEvents id) keeps its headers untouched
+                inject = any(k == "ce_id" for k, _ in headers) and not any(k == "dlq_error" for k, _ in headers)
+                records.append(Record(r["topic"], r["key"], r["value"], headers, tp, r["event_id"], inject))
             await self._producer.send_all(records)
             await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
             return len(rows)
