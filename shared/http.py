@@ -110,3 +110,45 @@ def add_health(app: FastAPI, ready: Callable[[], bool]) -> None:
     async def readyz() -> JSONResponse:
         ok = ready()
         return JSONResponse({"status": "ready" if ok else "starting"}, status_code=200 if ok else 503)
+
+
+class BodyLimit:
+    """ASGI middleware refusing request bodies over `max_bytes` early with a 413 problem.
+
+    A declared Content-Length is checked before anything is read; a streamed body is read up to the
+    limit (bodies here are small) and handed on only if it fits.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = Problem(413, "Request body too large", f"the limit is {self.max_bytes} bytes")
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.max_bytes:
+                return await too_big.response(scope.get("path"))(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)  # disconnect: let the app see it
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await too_big.response(scope.get("path"))(scope, receive, send)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

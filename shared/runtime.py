@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -50,6 +51,12 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     broker: KafkaBroker | None = None
     state: dict = field(default_factory=dict)
+    # Service-specific components started after the plumbing and stopped before it.
+    after_start: Callable[["ServiceRuntime"], Awaitable[None]] | None = None
+    before_stop: Callable[["ServiceRuntime"], Awaitable[None]] | None = None
+    # True: the service works without Kafka (intake's HTTP window); consumers start once it is up.
+    consumers_optional: bool = False
+    _consumers_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Migrate, connect, start the relay and the subscriptions."""
@@ -75,8 +82,6 @@ class ServiceRuntime:
         )
         subs = self.subscriptions(self)
         if subs:
-            # Consumers need the broker now; a producer-only service (intake) may start without it.
-            await connect()
             self.broker = create_broker(s, self.service)
             for sub in subs:
                 processor = BatchProcessor(
@@ -91,13 +96,35 @@ class ServiceRuntime:
                     retry_backoff_seconds=s.retry_backoff_seconds,
                 )
                 subscribe_batches(self.broker, processor, sub.topics, s)
-            await self.broker.start()
-        # A producer-only service (intake) starts without the broker: the relay connects when it can.
+            if self.consumers_optional:
+                self._consumers_task = asyncio.create_task(self._start_consumers_when_possible())
+            else:
+                await connect()
+                await self.broker.start()
         self.relay.start()
+        if self.after_start:
+            await self.after_start(self)
         log.info("service started", extra={"service_name": self.service})
+
+    async def _start_consumers_when_possible(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await topics.ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.topic_partitions)
+                await self.broker.start()
+                log.info("consumers started")
+                return
+            except Exception as exc:
+                log.warning("broker unreachable; consumers wait", extra={"error": type(exc).__name__})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
         """Graceful shutdown: stop fetching, finish in-flight batches (then commit), drain, close."""
+        if self.before_stop:
+            await self.before_stop(self)
+        if self._consumers_task and not self._consumers_task.done():
+            self._consumers_task.cancel()
         if self.broker:
             await self.broker.stop()
         if self.relay:

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = 0.2
     # token -> grant, as JSON: {"secret": {"role": "clerk", "divisions": ["339901"]}}
     tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    duplicate_window_hours: float = 72
+    duplicate_threshold: float = 0.6
     host: str = "127.0.0.1"
     log_level: str = "INFO"
     reference_dir: str | None = None

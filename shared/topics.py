@@ -17,7 +17,9 @@ class UnitKind(StrEnum):
     MEDIATION = "mediation"
 
 
-CASES_RECEIVED = "intake.cases"  # intake: case received / rejected
+SUBMISSIONS = "intake.submissions"  # departmental systems submit cases as CloudEvents
+SUBMISSION_REJECTIONS = "intake.rejections"  # intake → submitter: why a Kafka submission was refused
+CASES_RECEIVED = "intake.cases"  # intake: case received, duplicate reported
 ROUTER_DECISIONS = "router.decisions"  # router: routed, manual triage, closed (later: supervision)
 MEDIATION_EVENTS = "mediation.events"  # mediation lifecycle (later issues)
 DEAD_LETTER = "deadletter"  # poison records: original bytes + headers + the error
@@ -36,7 +38,7 @@ def feedback_topic(kind: UnitKind | str) -> str:
 DISPATCH_TOPICS = [dispatch_topic(k) for k in UnitKind]
 FEEDBACK_TOPICS = [feedback_topic(k) for k in UnitKind]
 CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, *DISPATCH_TOPICS, *FEEDBACK_TOPICS]
-ALL_TOPICS = [*CASE_TOPICS, DEAD_LETTER]
+ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, DEAD_LETTER]
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: list[str] | None = None) -> None:

@@ -2,19 +2,51 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.intake.handlers import build_router
-from shared.runtime import ServiceRuntime, service_app
+from services.intake import domain
+from services.intake.handlers import MAX_BODY, STATUS_TOPICS, build_router, project_status, submissions_handler
+from services.intake.storage import GroupWriter
+from shared import topics
+from shared.divisions import load_divisions
+from shared.http import BodyLimit
+from shared.runtime import ServiceRuntime, Subscription, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Intake: HTTP window → PostgreSQL (case + outbox) → `intake.cases`."""
+    """Intake: HTTP window and `intake.submissions` → cases (+ outbox) → `intake.cases`."""
     settings = settings or Settings()
-    runtime = ServiceRuntime("intake", settings, MIGRATIONS)
-    return service_app(runtime, title="OneWindow intake", routers=[build_router(settings)])
+    divisions = load_divisions()
+    policy = domain.DuplicatePolicy(timedelta(hours=settings.duplicate_window_hours), settings.duplicate_threshold)
+    app: FastAPI | None = None
+
+    async def after_start(rt: ServiceRuntime) -> None:
+        app.state.writer = GroupWriter(rt.pool, policy, on_commit=rt.relay.wake)
+        app.state.writer.start()
+
+    async def before_stop(rt: ServiceRuntime) -> None:
+        await app.state.writer.stop()
+
+    runtime = ServiceRuntime(
+        "intake",
+        settings,
+        MIGRATIONS,
+        # Intake accepts HTTP submissions while Kafka is down: its consumers wait for the broker.
+        subscriptions=lambda _rt: [
+            Subscription("intake", [topics.SUBMISSIONS], submissions_handler(divisions, policy),
+                         validate_contracts=False),
+            Subscription("intake-status", STATUS_TOPICS, project_status, validate_contracts=False),
+        ],
+        after_start=after_start,
+        before_stop=before_stop,
+        consumers_optional=True,
+    )
+    app = service_app(runtime, title="OneWindow intake", routers=[build_router(settings, divisions)])
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    return app

@@ -1,25 +1,34 @@
-"""Intake's HTTP handlers: thin — validate, authorise, store with the outbox, answer."""
+"""Intake's handlers: HTTP submissions, Kafka submissions, and the status projection. Thin: they
+translate the wire into domain calls and storage writes."""
 
 from __future__ import annotations
 
+import json
 import logging
-import uuid
 from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from services.intake import domain, storage
 from shared import topics
 from shared.cloudevents import CloudEvent, derive_id, utcnow
+from shared.contracts import SubmissionRejected
+from shared.contracts.submissions import CaseSubmission
+from shared.divisions import DivisionDirectory
 from shared.http import Problem, may_act_in, require_roles
-from shared.messaging.outbox import Outgoing, add_to_outbox
+from shared.messaging.consumer import Inbound, dead_letter_record
+from shared.messaging.outbox import Outgoing, add_records_to_outbox
 from shared.settings import Settings, TokenGrant
 from shared.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
+SUBMISSION_TYPE = "org.onewindow.case.submission.v1"
 IDEMPOTENCY_KEY = Header(default=None, alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$")
+MAX_BODY = 256 * 1024
 
 
 def _mask_name(name: str | None) -> str | None:
@@ -30,89 +39,137 @@ def _mask_phone(phone: str | None) -> str | None:
     return None if not phone else phone[:3] + "****" + phone[-4:]
 
 
-def build_router(settings: Settings) -> APIRouter:
-    """Intake's routes, bound to its settings (tokens)."""
-    router = APIRouter(prefix="/v1")
-    submitters = require_roles(settings, "clerk", "operator")
-    readers = require_roles(settings, "clerk", "operator", "auditor")
+def _mask_id(number: str | None) -> str | None:
+    return None if not number else number[:6] + "*" * 8 + number[-4:]
 
-    @router.post("/cases", status_code=202, summary="Submit a case at the one window")
+
+def validate_submission(data: object, divisions: DivisionDirectory) -> CaseSubmission:
+    """The submission contract, division codes checked against the directory."""
+    return CaseSubmission.model_validate(data, context={"divisions": divisions})
+
+
+def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
+    """Intake's HTTP routes."""
+    router = APIRouter(prefix="/v1")
+    submitters = require_roles(settings, *domain.SUBMITTER_ROLES)
+    readers = require_roles(settings, *domain.SUBMITTER_ROLES, "auditor")
+    body_schema = CaseSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
+    body_defs = body_schema.pop("$defs", {})
+
+    @router.post(
+        "/cases",
+        status_code=202,
+        summary="Submit a case at the one window",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
+                       "x-components": body_defs},
+        responses={202: {"description": "accepted: the case (or the case this report repeats)"}},
+    )
     async def submit_case(
-        submission: domain.CaseSubmission,
         request: Request,
         grant: TokenGrant = Depends(submitters),
         idempotency_key: str | None = IDEMPOTENCY_KEY,
     ) -> JSONResponse:
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise Problem(400, "Malformed JSON", "the body is not a JSON document") from None
+        try:
+            submission = validate_submission(data, divisions)
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        if not domain.may_submit(grant.role, submission.channel):
+            raise Problem(403, "Channel not allowed", f"role {grant.role!r} may not submit via {submission.channel}")
         if not may_act_in(grant, submission.location.division_code):
             raise Problem(403, "Outside jurisdiction", "this token may not submit cases for that division")
-        runtime = request.app.state.runtime
-        pool: asyncpg.Pool = runtime.pool
-        if idempotency_key and (earlier := await storage.find_by_idempotency_key(pool, idempotency_key)):
-            return _replayed(earlier, submission, grant)
-        received_at = utcnow()
-        case_id = uuid.uuid4()
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                prefix = domain.case_number_prefix(submission.location.division_code, received_at)
-                case_number = domain.format_case_number(prefix, await storage.next_case_sequence(conn, prefix))
-                await storage.insert_case(
-                    conn,
-                    case_id=case_id,
-                    case_number=case_number,
-                    sub=submission,
-                    idempotency_key=idempotency_key,
-                    submitted_by=grant.subject,
-                    received_at=received_at,
-                )
-                event = CloudEvent.of(
-                    domain.received_event(case_id, case_number, submission, received_at),
-                    source=domain.SOURCE,
-                    event_id=derive_id(domain.SOURCE, case_id, "received"),
-                    time=received_at,
-                )
-                outgoing = Outgoing(topics.CASES_RECEIVED, event.with_traceparent(current_traceparent()))
-                await add_to_outbox(conn, [outgoing])
-        except asyncpg.UniqueViolationError:
-            # the same idempotency key raced us: answer with the case the other request created
-            earlier = await storage.find_by_idempotency_key(pool, idempotency_key or "")
-            if earlier is None:
-                raise
-            return _replayed(earlier, submission, grant)
-        runtime.relay.wake()
-        log.info("case received", extra={"case_id": str(case_id), "case_number": case_number})
-        return JSONResponse({"case_id": str(case_id), "case_number": case_number}, status_code=202)
+        outcome = await request.app.state.writer.submit(
+            storage.Pending(submission, idempotency_key, grant.subject, current_traceparent())
+        )
+        if outcome.conflict:
+            raise Problem(422, "Idempotency key reused", "this Idempotency-Key was used for a different submission",
+                          type_="https://onewindow.example/problems/idempotency-key-reused")
+        log.info("submission accepted", extra={"case_id": str(outcome.case_id), "duplicate": outcome.duplicate,
+                                               "replayed": outcome.replayed})
+        return JSONResponse(
+            {"case_id": str(outcome.case_id), "case_number": outcome.case_number,
+             "submission_id": str(outcome.submission_id), "duplicate": outcome.duplicate},
+            status_code=202,
+            headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
+        )
 
-    @router.get("/cases/{case_id}", summary="A submitted case and its status")
+    @router.get("/cases/{case_id}", summary="A submission and the current status of its case")
     async def get_case(case_id: UUID, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
         row = await storage.get_case(request.app.state.runtime.pool, case_id)
-        if row is None or not may_act_in(grant, row["division_code"]):
+        visible = row is not None and may_act_in(grant, row["division_code"]) and (
+            grant.role in domain.STAFF_ROLES or row["submitted_by"] == grant.subject
+        )
+        if not visible:
             raise Problem(404, "Case not found")
+        sub = json.loads(row["submission"]) if row["submission"] else {}
+        people = [sub.get("reporter")] + sub.get("parties", []) if sub else []
+        for person in filter(None, people):
+            person.update(name=_mask_name(person.get("name")), phone=_mask_phone(person.get("phone")),
+                          id_number=_mask_id(person.get("id_number")))
         return {
-            "case_id": str(row["case_id"]),
+            "case_id": str(row["original_case_id"] or row["case_id"]),
+            "submission_id": str(row["case_id"]),
             "case_number": row["case_number"],
-            "status": "received",
-            "channel": row["channel"],
-            "title": row["title"],
-            "description": row["description"],
-            "category": row["category"],
-            "location": {"division_code": row["division_code"], "grid_id": row["grid_id"], "address": row["address"]},
-            "reporter": {"name": _mask_name(row["reporter_name"]), "phone": _mask_phone(row["reporter_phone"])},
+            "status": row["case_status"],
+            "duplicate": row["duplicate_of"] is not None,
             "received_at": row["received_at"].isoformat(),
+            "submission": sub,
         }
 
     return router
 
 
-def _replayed(earlier: asyncpg.Record, submission: domain.CaseSubmission, grant: TokenGrant) -> JSONResponse:
-    if earlier["request_hash"] != submission.fingerprint() or earlier["submitted_by"] != grant.subject:
-        raise Problem(
-            422,
-            "Idempotency key reused",
-            "this Idempotency-Key was used for a different submission",
-            type_="https://onewindow.example/problems/idempotency-key-reused",
-        )
-    return JSONResponse(
-        {"case_id": str(earlier["case_id"]), "case_number": earlier["case_number"]},
-        status_code=202,
-        headers={"Idempotent-Replayed": "true"},
-    )
+def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePolicy):
+    """Kafka submissions: valid ones become cases like HTTP ones; invalid ones are answered with a
+    rejection to the submitter and dead-lettered — both through the outbox, atomically."""
+
+    async def handle(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
+        pending, out, dead = [], [], []
+        for item in items:
+            ev = item.event
+            try:
+                if ev.type != SUBMISSION_TYPE:
+                    raise ValueError(f"intake.submissions takes {SUBMISSION_TYPE} events, not {ev.type}")
+                submission = validate_submission(ev.data, divisions)
+            except ValidationError as exc:
+                errors = [{"field": ".".join(map(str, e["loc"])), "detail": e["msg"]} for e in exc.errors()]
+                out.append(_rejection(item, errors))
+                dead.append(dead_letter_record(item.record, f"invalid submission: {errors}"[:2000], "intake"))
+                continue
+            except ValueError as exc:
+                out.append(_rejection(item, [{"field": "ce_type", "detail": str(exc)}]))
+                dead.append(dead_letter_record(item.record, str(exc), "intake"))
+                continue
+            pending.append(storage.Pending(submission, f"kafka:{ev.source}:{ev.id}", ev.source, item.traceparent,
+                                           submission_ref=ev.id))
+        if pending:
+            await storage.write_submissions(conn, pending, utcnow(), policy)
+        await add_records_to_outbox(conn, dead)
+        return out
+
+    return handle
+
+
+def _rejection(item: Inbound, errors: list[dict[str, str]]) -> Outgoing:
+    data = SubmissionRejected(submission_id=item.event.id, submitter=item.event.source, errors=errors)
+    ev = CloudEvent.of(data, source=domain.SOURCE, event_id=derive_id(domain.SOURCE, item.event.source,
+                                                                      item.event.id, "rejected"))
+    return Outgoing(topics.SUBMISSION_REJECTIONS, ev.with_traceparent(item.traceparent))
+
+
+async def project_status(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
+    """Follow the router's decisions and the units' feedback to tell submitters where their case is."""
+    changes: dict[str, domain.CaseStatus] = {}
+    for item in items:
+        status = domain.STATUS_OF_EVENT.get(item.event.type)
+        if status:
+            current = changes.get(item.event.subject, domain.CaseStatus.RECEIVED)
+            changes[item.event.subject] = domain.advance(current, status)
+    await storage.advance_statuses(conn, changes)
+    return []
+
+
+STATUS_TOPICS = [topics.ROUTER_DECISIONS, *topics.FEEDBACK_TOPICS]

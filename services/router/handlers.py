@@ -18,6 +18,7 @@ from shared import topics
 from shared.cloudevents import derive_id, utcnow
 from shared.contracts import (
     CaseClosed,
+    CaseDuplicateReported,
     CaseDispatched,
     CaseReceived,
     CaseRouted,
@@ -179,8 +180,13 @@ def on_dispatch_resolved(item: Inbound, b: Batch) -> None:
         )
 
 
+def on_duplicate_reported(item: Inbound, b: Batch) -> None:
+    """A repeat report is linked by intake; routing does not change (risk grading will count them)."""
+
+
 EVENT_HANDLERS: dict[str, Callable[[Inbound, Batch], None]] = {
     CaseReceived.EVENT_TYPE: on_case_received,
+    CaseDuplicateReported.EVENT_TYPE: on_duplicate_reported,
     DispatchAccepted.EVENT_TYPE: on_dispatch_accepted,
     DispatchResolved.EVENT_TYPE: on_dispatch_resolved,
 }

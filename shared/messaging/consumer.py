@@ -176,7 +176,8 @@ class BatchProcessor:
             spans.append(span)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                keys = [i.inbox_key for i in inbound]
+                # per consumer group: two subscriptions of one service may read the same event
+                keys = [f"{self.name} {i.inbox_key}" for i in inbound]
                 new_keys = {
                     r["event_key"]
                     for r in await conn.fetch(

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from shared.cloudevents import decode
+from tests.conftest import unique
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +32,7 @@ CASES = {
 def _body(channel: str, text: str, division: str) -> dict:
     return {
         "channel": channel,
-        "description": text,
+        "description": unique(text),
         "location": {"division_code": division, "address": "测试路1号"},
         "reporter": {"name": "王五", "phone": "13912345678"},
     }

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.conftest import unique
 from tests.e2e.test_case_loop import EXTERNAL_LOOP
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,7 @@ def _flow_while_killing(stack, victim: str, n_cases: int, seed: int) -> list[str
     def submit_all() -> None:
         for i in range(n_cases):
             text, division = TEXTS[i % len(TEXTS)]
-            r = stack.submit({"channel": "hotline", "description": f"{text}（{i}）",
+            r = stack.submit({"channel": "hotline", "description": unique(text),
                               "location": {"division_code": division}})
             if r.status_code != 202:
                 errors.append(r.text)
