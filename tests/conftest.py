@@ -25,6 +25,11 @@ TOKENS = {
     "clerk-token-0001": {"role": "clerk", "subject": "clerk-1", "divisions": ["*"]},
     "clerk-token-xishan": {"role": "clerk", "subject": "clerk-2", "divisions": ["339902"]},
     "operator-token-0001": {"role": "operator", "subject": "operator-1"},
+    "hotline-token-0001": {"role": "hotline", "subject": "hotline-1"},
+    "grid-token-0001": {"role": "grid", "subject": "grid-1", "divisions": ["339901001"]},
+    "citizen-token-0001": {"role": "citizen", "subject": "citizen-1"},
+    "citizen-token-0002": {"role": "citizen", "subject": "citizen-2"},
+    "department-token-0001": {"role": "department", "subject": "police-339901"},
     "auditor-token-0001": {"role": "auditor", "subject": "auditor-1"},
 }
 CLERK = {"Authorization": "Bearer clerk-token-0001"}
