@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
 from uuid import UUID
 
 from shared.contracts import AttachmentRef, CaseReceived, Channel, Location
@@ -57,7 +58,15 @@ def _bigrams(text: str) -> set[str]:
 
 def similarity(a: str, b: str) -> float:
     """Jaccard similarity of character bigrams: robust for Chinese text without segmentation."""
-    x, y = _bigrams(a), _bigrams(b)
+    return _jaccard(_bigrams(a), _bigrams(b))
+
+
+@lru_cache(maxsize=50_000)
+def _case_bigrams(case_id: UUID, text: str) -> frozenset[str]:
+    return frozenset(_bigrams(text))
+
+
+def _jaccard(x: set[str], y: set[str]) -> float:
     return len(x & y) / len(x | y) if x and y else 0.0
 
 
@@ -71,6 +80,11 @@ class OpenCase:
     category: str | None
     text: str
     received_at: datetime
+    bigrams: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not self.bigrams:  # computed once per case (cached across groups), not per comparison
+            object.__setattr__(self, "bigrams", _case_bigrams(self.case_id, self.text))
 
 
 @dataclass(frozen=True)
@@ -79,20 +93,21 @@ class DuplicatePolicy:
 
     window: timedelta = timedelta(hours=72)
     threshold: float = 0.6
+    candidates: int = 30  # most recent open cases per division compared with a new report
 
 
 def find_duplicate(
     sub: CaseSubmission, received_at: datetime, open_cases: list[OpenCase], policy: DuplicatePolicy
 ) -> tuple[OpenCase, float] | None:
     """The most similar open case this submission repeats, with its similarity, or None."""
-    text = f"{sub.title} {sub.description}"
+    text = _bigrams(f"{sub.title} {sub.description}")
     best: tuple[OpenCase, float] | None = None
     for case in open_cases:
         if case.division_code != sub.location.division_code or case.category != sub.category:
             continue
         if not (received_at - policy.window <= case.received_at <= received_at):
             continue
-        score = round(similarity(text, case.text), 3)
+        score = round(_jaccard(text, case.bigrams), 3)
         if score >= policy.threshold and (best is None or score > best[1]):
             best = (case, score)
     return best

@@ -74,14 +74,21 @@ async def write_submissions(
     # Serialise duplicate detection per division across replicas (sorted: no deadlocks).
     for d in divisions:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('intake-duplicates:' || $1))", d)
+    # The most recent open cases of each division: a bounded candidate set, whatever the backlog.
     rows = await conn.fetch(
-        "SELECT case_id, case_number, division_code, category, title || ' ' || description AS text, received_at"
-        " FROM cases WHERE duplicate_of IS NULL AND division_code = ANY($1::text[]) AND received_at >= $2"
-        " AND status NOT IN ('resolved', 'closed')",  # a matter reported again after closure is a new case
+        "SELECT c.* FROM unnest($1::text[]) AS d(code) CROSS JOIN LATERAL ("
+        " SELECT case_id, case_number, division_code, category, title || ' ' || description AS text, received_at"
+        " FROM cases WHERE duplicate_of IS NULL AND division_code = d.code AND received_at >= $2"
+        " AND status NOT IN ('resolved', 'closed')"  # a matter reported again after closure is a new case
+        " ORDER BY received_at DESC LIMIT $3) AS c",
         divisions,
         now - policy.window,
+        policy.candidates,
     )
     open_cases = [domain.OpenCase(**dict(r)) for r in rows]
+    by_division: dict[str, list[domain.OpenCase]] = {}
+    for c in open_cases:
+        by_division.setdefault(c.division_code, []).append(c)
 
     outcomes: list[Outcome | None] = [None] * len(items)
     seen_keys: dict[str, int] = {}
@@ -95,14 +102,17 @@ async def write_submissions(
             continue  # the same key twice in this group: answered from the first below
         if p.idempotency_key:
             seen_keys[p.idempotency_key] = i
-        match = domain.find_duplicate(p.submission, now, open_cases, policy)
+        match = domain.find_duplicate(p.submission, now, by_division.get(p.submission.location.division_code, []),
+                                      policy)
         if match:
             duplicates.append((i, *match))
         else:
             new_cases.append(i)
-            open_cases.append(domain.OpenCase(uuid.uuid4(), "", p.submission.location.division_code,
-                                              p.submission.category,
-                                              f"{p.submission.title} {p.submission.description}", now))
+            placeholder = domain.OpenCase(uuid.uuid4(), "", p.submission.location.division_code,
+                                          p.submission.category,
+                                          f"{p.submission.title} {p.submission.description}", now)
+            open_cases.append(placeholder)
+            by_division.setdefault(placeholder.division_code, []).append(placeholder)
 
     # Reserve case numbers per prefix in one statement each.
     by_prefix: dict[str, list[int]] = {}
