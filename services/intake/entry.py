@@ -47,6 +47,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         before_stop=before_stop,
         consumers_optional=True,
     )
-    app = service_app(runtime, title="OneWindow intake", routers=[build_router(settings, divisions)])
+    router = build_router(settings, divisions)
+    app = service_app(runtime, title="OneWindow intake", routers=[router])
+    _publish_body_schemas(app, router.extra_schemas)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     return app
+
+
+def _publish_body_schemas(app: FastAPI, schemas: dict) -> None:
+    """Add the submission contract's sub-schemas to the OpenAPI components its body refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = generate()
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi

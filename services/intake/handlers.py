@@ -54,14 +54,12 @@ def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
     submitters = require_roles(settings, *domain.SUBMITTER_ROLES)
     readers = require_roles(settings, *domain.SUBMITTER_ROLES, "auditor")
     body_schema = CaseSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
-    body_defs = body_schema.pop("$defs", {})
-
+    router.extra_schemas = body_schema.pop("$defs", {})  # merged into the OpenAPI components by entry
     @router.post(
         "/cases",
         status_code=202,
         summary="Submit a case at the one window",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
-                       "x-components": body_defs},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
         responses={202: {"description": "accepted: the case (or the case this report repeats)"}},
     )
     async def submit_case(
