@@ -115,6 +115,8 @@ def dev(
             p.wait_ready()
         typer.echo("\nOneWindow is up.")
         typer.echo(f"  intake API:   http://127.0.0.1:{ports['intake']}/v1/cases  (docs: /docs)")
+        typer.echo(f"  router API:   http://127.0.0.1:{ports['router']}/v1/queues/callback  (回访: POST"
+                   " /v1/cases/<case_id>/callback)")
         typer.echo(f"  audit API:    http://127.0.0.1:{ports['audit']}/v1/cases/<case_id>/timeline")
         typer.echo(f"  broker:       {env.get('KAFKA_BOOTSTRAP_SERVERS', os.environ.get('KAFKA_BOOTSTRAP_SERVERS'))}")
         for role, token in tokens.items():

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = 0.2
     # token -> grant, as JSON: {"secret": {"role": "clerk", "divisions": ["339901"]}}
     tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    supervision_interval_seconds: float = 15
     duplicate_window_hours: float = 72
     duplicate_threshold: float = 0.6
     host: str = "127.0.0.1"

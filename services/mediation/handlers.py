@@ -7,7 +7,7 @@ import asyncpg
 from services.mediation import domain, storage
 from shared import topics
 from shared.cloudevents import derive_id, utcnow
-from shared.contracts import CaseDispatched
+from shared.contracts import CaseDispatched, SupervisionNotice
 from shared.messaging.consumer import Inbound, Reject
 from shared.messaging.outbox import Outgoing
 
@@ -18,6 +18,8 @@ async def handle_batch(conn: asyncpg.Connection, items: list[Inbound]) -> list[O
     """Accept every new mediation dispatch: record it and answer on `feedback.mediation`."""
     dispatches, out = [], []
     for item in items:
+        if isinstance(item.model, SupervisionNotice):
+            continue  # 督办 notices are recorded by audit; the lifecycle service will act on them
         if not isinstance(item.model, CaseDispatched):
             raise Reject(f"mediation does not take {item.event.type} events")
         d = item.model

@@ -1,26 +1,31 @@
-"""Routing rules and the per-case lifecycle as plain Python (no broker, no database).
+"""The router's decisions as plain Python (no broker, no database): triage, risk grading, unit
+assignment with joint handling, the per-case lifecycle (accept, return, transfer, resolve,
+callback, reopen) and the supervision clocks.
 
-Reference data (matter catalogue, unit directory) is loaded from versioned TOML files and
-validated at start; every decision names the rules that made it and the catalogue version.
+Reference data (matter catalogue, unit directory) is versioned TOML validated at start-up; every
+decision names the rules that made it and the catalogue version.
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.contracts import CaseReceived
-from shared.contracts.events import Level
+from shared.contracts import Level, RiskColour, RoutingReason
 from shared.topics import UnitKind
 
 REFERENCE = Path(__file__).parent / "reference"
 LEVEL_ORDER = [Level.GRID, Level.VILLAGE, Level.TOWN, Level.COUNTY, Level.CITY]
+COLOUR_ORDER = [RiskColour.GREEN, RiskColour.YELLOW, RiskColour.RED]
 
 
 class _Frozen(BaseModel):
@@ -34,9 +39,30 @@ class Category(_Frozen):
     name: str
     unit_kind: UnitKind
     level: Level
+    specialty: str | None = None
     acknowledge_hours: Annotated[float, Field(gt=0)]
     resolve_hours: Annotated[float, Field(gt=0)]
+    assist_kinds: tuple[UnitKind, ...] = ()
     phrases: tuple[tuple[str, Annotated[float, Field(gt=0)]], ...] = ()
+
+
+class RiskEffect(_Frozen):
+    """What a risk colour does to a dispatch."""
+
+    deadline_factor: Annotated[float, Field(gt=0, le=1)]
+    lift_levels: Annotated[int, Field(ge=0, le=3)]
+    assist_kinds: tuple[UnitKind, ...] = ()
+
+
+class RiskRules(_Frozen):
+    """How flags, phrases and repeat reports grade a case (三色预警)."""
+
+    red_flags: tuple[str, ...]
+    yellow_flags: tuple[str, ...]
+    red_phrases: tuple[str, ...]
+    yellow_phrases: tuple[str, ...]
+    repeats_to_raise: Annotated[int, Field(ge=1)]
+    effects: dict[RiskColour, RiskEffect]
 
 
 class Catalogue(_Frozen):
@@ -44,6 +70,9 @@ class Catalogue(_Frozen):
 
     version: str
     manual_threshold: Annotated[float, Field(ge=0, le=1)]
+    max_returns: Annotated[int, Field(ge=0)]
+    yellow_share: Annotated[float, Field(gt=0, lt=1)]
+    risk: RiskRules
     category: tuple[Category, ...]
 
     @field_validator("category")
@@ -58,6 +87,20 @@ class Catalogue(_Frozen):
         """The category with this code, if catalogued."""
         return next((c for c in self.category if c.code == code), None)
 
+    @cached_property
+    def tokenizer(self):
+        """A jieba tokenizer that knows every catalogue phrase as a word."""
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        tk = jieba.Tokenizer()
+        for cat in self.category:
+            for phrase, _w in cat.phrases:
+                tk.add_word(phrase, freq=100_000)
+        for phrase in (*self.risk.red_phrases, *self.risk.yellow_phrases):
+            tk.add_word(phrase, freq=100_000)
+        return tk
+
 
 class Unit(_Frozen):
     """A unit cases can be dispatched to."""
@@ -67,6 +110,11 @@ class Unit(_Frozen):
     kind: UnitKind
     level: Level
     serves: tuple[Annotated[str, Field(pattern=r"^\d{4,12}$")], ...]
+    specialties: tuple[str, ...] = ()
+
+    def serves_division(self, code: str) -> bool:
+        """Whether the unit's jurisdiction covers a division."""
+        return any(code.startswith(s) for s in self.serves)
 
 
 class UnitDirectory(_Frozen):
@@ -97,6 +145,18 @@ def load_units(path: Path = REFERENCE / "units.toml") -> UnitDirectory:
     return UnitDirectory.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
 
 
+# ---------------------------------------------------------------- triage and risk
+
+
+def _phrase_hits(text: str, phrases: list[str], catalogue: Catalogue) -> set[str]:
+    """Phrases present as a word, inside a word, or as consecutive words — never across a word boundary."""
+    tokens = catalogue.tokenizer.lcut(text)
+    grams = set(tokens)
+    grams.update(a + b for a, b in zip(tokens, tokens[1:]))
+    grams.update(a + b + c for a, b, c in zip(tokens, tokens[1:], tokens[2:]))
+    return {p for p in phrases if p in grams or any(p in t for t in tokens)}
+
+
 @dataclass(frozen=True)
 class Triage:
     """Which category a case is, how sure, and the rules that said so."""
@@ -106,86 +166,210 @@ class Triage:
     rule_ids: tuple[str, ...]
 
 
-def triage(case: CaseReceived, catalogue: Catalogue) -> Triage | None:
-    """The category: as given when catalogued, else by weighted phrases over title + description.
+class UnknownCategory(ValueError):
+    """A category code that is not in the catalogue."""
+
+
+def triage(text: str, category: str | None, catalogue: Catalogue) -> Triage | None:
+    """The category: as given (it must be catalogued), else by weighted phrases over the segmented text.
 
     Confidence is the best category's share of all phrase weight found, capped by how much weight it
     found (one weak phrase is not enough). None when nothing matched.
     """
-    if case.category and (given := catalogue.get(case.category)):
+    if category:
+        given = catalogue.get(category)
+        if given is None:
+            raise UnknownCategory(f"category {category!r} is not in catalogue {catalogue.version}")
         return Triage(given, 1.0, (f"category:{given.code}",))
-    text = f"{case.title} {case.description}"
-    scores: list[tuple[float, Category, tuple[str, ...]]] = []
+    all_phrases = [p for c in catalogue.category for p, _ in c.phrases]
+    hits = _phrase_hits(text, all_phrases, catalogue)
+    scores = []
     for cat in catalogue.category:
-        hits = tuple(p for p, _w in cat.phrases if p in text)
-        score = sum(w for p, w in cat.phrases if p in hits)
+        found = tuple(p for p, _ in cat.phrases if p in hits)
+        score = sum(w for p, w in cat.phrases if p in found)
         if score:
-            scores.append((score, cat, hits))
+            scores.append((score, cat, found))
     if not scores:
         return None
     scores.sort(key=lambda s: (-s[0], s[1].code))
-    best, cat, hits = scores[0]
+    best, cat, found = scores[0]
     total = sum(s[0] for s in scores)
     confidence = round(min(1.0, best) * best / total, 3)
-    return Triage(cat, confidence, tuple(f"phrase:{cat.code}:{h}" for h in hits))
+    return Triage(cat, confidence, tuple(f"phrase:{cat.code}:{h}" for h in found))
 
 
-def find_unit(units: UnitDirectory, kind: UnitKind, level: Level, division_code: str) -> Unit | None:
-    """The unit of `kind` serving the division, at `level` or, failing that, the nearest level above.
+def grade_risk(flags: list[str], text: str, repeats: int, catalogue: Catalogue) -> tuple[RiskColour, tuple[str, ...]]:
+    """The risk colour and why: flags, alarming phrases, repeated reports (each repeat raises it)."""
+    rules = catalogue.risk
+    reasons: list[str] = []
+    colour = RiskColour.GREEN
+    red = [f for f in flags if f in rules.red_flags]
+    red += sorted(_phrase_hits(text, list(rules.red_phrases), catalogue))
+    yellow = [f for f in flags if f in rules.yellow_flags]
+    yellow += sorted(_phrase_hits(text, list(rules.yellow_phrases), catalogue))
+    if red:
+        colour, reasons = RiskColour.RED, [f"risk:red:{r}" for r in red]
+    elif yellow:
+        colour, reasons = RiskColour.YELLOW, [f"risk:yellow:{r}" for r in yellow]
+    if repeats >= rules.repeats_to_raise and colour is not RiskColour.RED:
+        colour = COLOUR_ORDER[COLOUR_ORDER.index(colour) + 1]
+        reasons.append(f"risk:repeats:{repeats}")
+    return colour, tuple(reasons)
 
-    Among units at one level the most specific jurisdiction (longest served code) wins.
+
+# ---------------------------------------------------------------- units
+
+
+def find_unit(
+    units: UnitDirectory,
+    kind: UnitKind,
+    level: Level,
+    division_code: str,
+    specialty: str | None = None,
+    exclude: frozenset[str] | set[str] = frozenset(),
+) -> Unit | None:
+    """The unit of `kind` serving the division at `level` or, failing that, the nearest level above.
+
+    At a level a unit with the specialty wins over a general one; then the most specific jurisdiction
+    (longest served code); then the id, so the choice is deterministic. Excluded units (that returned
+    the case) are skipped.
     """
-    start = LEVEL_ORDER.index(level)
-    for lvl in LEVEL_ORDER[start:]:
+    for lvl in LEVEL_ORDER[LEVEL_ORDER.index(level):]:
         candidates = [
-            (max(len(s) for s in u.serves if division_code.startswith(s)), u.id, u)
+            (specialty is not None and specialty in u.specialties,
+             max(len(s) for s in u.serves if division_code.startswith(s)), u.id, u)
             for u in units.unit
-            if u.kind == kind and u.level == lvl and any(division_code.startswith(s) for s in u.serves)
+            if u.kind == kind and u.level == lvl and u.id not in exclude and u.serves_division(division_code)
+            and (not u.specialties or specialty in u.specialties)
         ]
         if candidates:
-            candidates.sort(key=lambda c: (-c[0], c[1]))
-            return candidates[0][2]
+            candidates.sort(key=lambda c: (not c[0], -c[1], c[2]))
+            return candidates[0][3]
     return None
 
 
+def superior_of(units: UnitDirectory, unit: Unit, division_code: str) -> Unit | None:
+    """The unit of the same kind one or more levels above, serving the division (for escalation)."""
+    idx = LEVEL_ORDER.index(unit.level)
+    if idx + 1 >= len(LEVEL_ORDER):
+        return None
+    return find_unit(units, unit.kind, LEVEL_ORDER[idx + 1], division_code)
+
+
+# ---------------------------------------------------------------- plans
+
+
 @dataclass(frozen=True)
-class Dispatch:
-    """The decision to hand a case to one unit, with its deadlines."""
+class Assigned:
+    """A unit chosen for a dispatch, with its role."""
+
+    unit: Unit
+    role: str  # "lead" | "assist"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Who handles a case, by when, and why."""
 
     category: Category
-    unit: Unit
     confidence: float
+    risk: RiskColour
+    risk_reasons: tuple[str, ...]
+    assignments: tuple[Assigned, ...]
     rule_ids: tuple[str, ...]
     acknowledge_by: datetime
     resolve_by: datetime
+    reason: RoutingReason = RoutingReason.INITIAL
+
+    @property
+    def lead(self) -> Unit:
+        """The lead unit (主办)."""
+        return self.assignments[0].unit
 
 
 @dataclass(frozen=True)
 class ManualQueue:
-    """The decision that a person must triage the case."""
+    """The decision that a person must triage or dispatch the case."""
 
     reason: str
 
 
-def route(case: CaseReceived, catalogue: Catalogue, units: UnitDirectory) -> Dispatch | ManualQueue:
-    """Decide who handles a case. Deterministic: deadlines run from the case's received time."""
-    t = triage(case, catalogue)
+def plan_for(
+    category: Category,
+    risk: RiskColour,
+    division_code: str,
+    catalogue: Catalogue,
+    units: UnitDirectory,
+    now: datetime,
+    *,
+    confidence: float = 1.0,
+    risk_reasons: tuple[str, ...] = (),
+    rule_ids: tuple[str, ...] = (),
+    exclude: frozenset[str] = frozenset(),
+    lead: Unit | None = None,
+    reason: RoutingReason = RoutingReason.INITIAL,
+) -> Plan | ManualQueue:
+    """Assign lead and assisting units for a category at its level (lifted by risk) and set deadlines."""
+    effect = catalogue.risk.effects.get(risk)
+    level = category.level
+    if effect and effect.lift_levels:
+        level = LEVEL_ORDER[min(LEVEL_ORDER.index(level) + effect.lift_levels, len(LEVEL_ORDER) - 1)]
+    if lead is None:
+        lead = find_unit(units, category.unit_kind, level, division_code, category.specialty, exclude)
+    if lead is None:
+        return ManualQueue(f"no {category.unit_kind.value} unit serves division {division_code}")
+    assignments = [Assigned(lead, "lead")]
+    assist_kinds = list(category.assist_kinds) + list(effect.assist_kinds if effect else ())
+    for kind in dict.fromkeys(assist_kinds):
+        if kind == lead.kind:
+            continue
+        helper = find_unit(units, kind, Level.TOWN if kind is UnitKind.POLICE else category.level, division_code)
+        if helper:
+            assignments.append(Assigned(helper, "assist"))
+    factor = effect.deadline_factor if effect else 1.0
+    rules = (*rule_ids, *risk_reasons, *(f"assist:{a.unit.kind.value}:{a.unit.id}" for a in assignments[1:]),
+             f"jurisdiction:{lead.level.value}:{lead.id}")
+    return Plan(
+        category=category,
+        confidence=confidence,
+        risk=risk,
+        risk_reasons=risk_reasons,
+        assignments=tuple(assignments),
+        rule_ids=rules,
+        acknowledge_by=now + timedelta(hours=category.acknowledge_hours * factor),
+        resolve_by=now + timedelta(hours=category.resolve_hours * factor),
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What the router knows of a new case (from case.received)."""
+
+    text: str
+    category: str | None
+    division_code: str
+    risk_flags: list[str]
+    received_at: datetime
+    repeats: int = 0
+
+
+def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory) -> Plan | ManualQueue:
+    """Decide who handles a new case. Deterministic: deadlines run from the received time.
+
+    Raises UnknownCategory for a category code the catalogue does not have.
+    """
+    t = triage(case.text, case.category, catalogue)
     if t is None:
         return ManualQueue("no catalogue rule matched the category or the text")
     if t.confidence < catalogue.manual_threshold:
         return ManualQueue(f"triage confidence {t.confidence} below {catalogue.manual_threshold}")
-    unit = find_unit(units, t.category.unit_kind, t.category.level, case.location.division_code)
-    if unit is None:
-        return ManualQueue(f"no {t.category.unit_kind.value} unit serves division {case.location.division_code}")
-    rule_ids = (*t.rule_ids, f"jurisdiction:{unit.level.value}:{unit.id}")
-    return Dispatch(
-        category=t.category,
-        unit=unit,
-        confidence=t.confidence,
-        rule_ids=rule_ids,
-        acknowledge_by=case.received_at + timedelta(hours=t.category.acknowledge_hours),
-        resolve_by=case.received_at + timedelta(hours=t.category.resolve_hours),
-    )
+    colour, reasons = grade_risk(case.risk_flags, case.text, case.repeats, catalogue)
+    return plan_for(t.category, colour, case.division_code, catalogue, units, case.received_at,
+                    confidence=t.confidence, risk_reasons=reasons, rule_ids=t.rule_ids)
+
+
+# ---------------------------------------------------------------- the case lifecycle
 
 
 class CaseStatus(StrEnum):
@@ -194,11 +378,37 @@ class CaseStatus(StrEnum):
     MANUAL = "manual_triage"
     DISPATCHED = "dispatched"
     ACCEPTED = "accepted"
+    AWAITING_CALLBACK = "awaiting_callback"
     CLOSED = "closed"
 
 
+class DispatchStatus(StrEnum):
+    """Where one dispatch stands."""
+
+    DISPATCHED = "dispatched"
+    ACCEPTED = "accepted"
+    RESOLVED = "resolved"
+    ENDED = "ended"  # returned, transferred, or superseded
+
+
 class FeedbackRefused(ValueError):
-    """Feedback that does not fit the case (unknown case, another dispatch or unit, closed case)."""
+    """Feedback that does not fit the case: unknown dispatch, another unit, an ended dispatch."""
+
+
+@dataclass
+class DispatchRecord:
+    """One dispatch of a case to one unit."""
+
+    dispatch_id: str
+    unit_id: str
+    unit_kind: str
+    level: str
+    role: str
+    status: DispatchStatus = DispatchStatus.DISPATCHED
+
+    @property
+    def open(self) -> bool:
+        return self.status in (DispatchStatus.DISPATCHED, DispatchStatus.ACCEPTED)
 
 
 @dataclass
@@ -210,29 +420,145 @@ class RoutingState:
     status: CaseStatus
     catalogue_version: str
     decided_at: datetime
-    dispatch_id: str | None = None
-    unit_id: str | None = None
-    unit_kind: str | None = None
+    division_code: str = ""
     category: str | None = None
+    risk: RiskColour = RiskColour.GREEN
     rule_ids: tuple[str, ...] = ()
+    dispatches: list[DispatchRecord] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    returns: int = 0
+    reopened: int = 0
+    repeats: int = 0
+    facts: dict = field(default_factory=dict)  # title, description, location: every dispatch carries them
+    traceparent: str | None = None  # the case's trace, continued by operator actions
 
-    def check_feedback(self, dispatch_id: str, unit_id: str) -> None:
-        """Refuse feedback about a dispatch that is not this case's current one."""
-        if self.dispatch_id != dispatch_id or self.unit_id != unit_id:
-            raise FeedbackRefused("feedback does not match the case's current dispatch and unit")
+    # -- views
+    @property
+    def lead(self) -> DispatchRecord | None:
+        """The current lead dispatch."""
+        return next((d for d in reversed(self.dispatches) if d.role == "lead" and d.status != DispatchStatus.ENDED),
+                    None)
+
+    def dispatch(self, dispatch_id: str, unit_id: str) -> DispatchRecord:
+        """The dispatch feedback is about; refused unless it is this case's, to that unit, and open."""
+        d = next((d for d in self.dispatches if d.dispatch_id == dispatch_id), None)
+        if d is None or d.unit_id != unit_id:
+            raise FeedbackRefused("feedback does not match a dispatch of this case to that unit")
+        return d
+
+    # -- transitions
+    def apply_plan(self, plan: Plan, dispatch_ids: list[str]) -> None:
+        """Record the dispatches of a plan (previous open dispatches end)."""
+        for d in self.dispatches:
+            if d.open:
+                d.status = DispatchStatus.ENDED
+        self.category = plan.category.code
+        self.risk = plan.risk
+        self.rule_ids = plan.rule_ids
+        self.status = CaseStatus.DISPATCHED
+        for a, did in zip(plan.assignments, dispatch_ids):
+            self.dispatches.append(DispatchRecord(did, a.unit.id, a.unit.kind.value, a.unit.level.value, a.role))
 
     def accept(self, dispatch_id: str, unit_id: str) -> bool:
-        """签收. Returns whether the state changed (a repeated accept or a late one changes nothing)."""
-        self.check_feedback(dispatch_id, unit_id)
-        if self.status is CaseStatus.DISPATCHED:
-            self.status = CaseStatus.ACCEPTED
+        """签收. Returns whether anything changed (a repeated or late accept changes nothing)."""
+        d = self.dispatch(dispatch_id, unit_id)
+        if d.status is DispatchStatus.DISPATCHED:
+            d.status = DispatchStatus.ACCEPTED
+            if d.role == "lead" and self.status is CaseStatus.DISPATCHED:
+                self.status = CaseStatus.ACCEPTED
             return True
         return False
 
+    def progress(self, dispatch_id: str, unit_id: str) -> None:
+        """进展: only checked (the event itself is the record)."""
+        self.dispatch(dispatch_id, unit_id)
+
     def resolve(self, dispatch_id: str, unit_id: str) -> bool:
-        """办结: closes the case. Returns whether the state changed."""
-        self.check_feedback(dispatch_id, unit_id)
-        if self.status in (CaseStatus.DISPATCHED, CaseStatus.ACCEPTED):
-            self.status = CaseStatus.CLOSED
-            return True
-        return False
+        """办结. The lead's resolution moves the case to the satisfaction callback (回访)."""
+        d = self.dispatch(dispatch_id, unit_id)
+        if not d.open:
+            return False
+        d.status = DispatchStatus.RESOLVED
+        if d.role == "lead" and self.status in (CaseStatus.DISPATCHED, CaseStatus.ACCEPTED):
+            self.status = CaseStatus.AWAITING_CALLBACK
+        return True
+
+    def end_dispatch(self, dispatch_id: str, unit_id: str) -> DispatchRecord | None:
+        """A return or transfer ends the dispatch; returns it if it was open (else None: late, ignored)."""
+        d = self.dispatch(dispatch_id, unit_id)
+        if not d.open:
+            return None
+        d.status = DispatchStatus.ENDED
+        return d
+
+    def to_manual(self) -> None:
+        """Put the case in the manual queue (open dispatches end)."""
+        for d in self.dispatches:
+            if d.open:
+                d.status = DispatchStatus.ENDED
+        self.status = CaseStatus.MANUAL
+
+    def close(self) -> None:
+        """结案."""
+        for d in self.dispatches:
+            if d.open:
+                d.status = DispatchStatus.ENDED
+        self.status = CaseStatus.CLOSED
+
+
+def new_dispatch_ids(seed: str, plan: Plan) -> list[str]:
+    """Deterministic dispatch ids: the same input (seed) always yields the same ids."""
+    return [str(uuid.uuid5(uuid.NAMESPACE_URL, f"onewindow:dispatch:{seed}:{i}:{a.unit.id}"))
+            for i, a in enumerate(plan.assignments)]
+
+
+# ---------------------------------------------------------------- supervision clocks
+
+
+class ClockColour(StrEnum):
+    """督办 colours of a deadline clock."""
+
+    WHITE = "white"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A deadline clock of one dispatch: acknowledge (签收) or resolve (办结)."""
+
+    dispatch_id: str
+    kind: str  # "acknowledge" | "resolve"
+    started_at: datetime
+    due_at: datetime
+    colour: ClockColour = ClockColour.WHITE
+    paused_at: datetime | None = None
+
+    def colour_at(self, now: datetime, yellow_share: float) -> ClockColour:
+        """The colour the clock should show at `now` (a paused clock keeps its colour)."""
+        if self.paused_at is not None:
+            return self.colour
+        if now >= self.due_at:
+            return ClockColour.RED
+        if now >= self.started_at + (self.due_at - self.started_at) * yellow_share:
+            return ClockColour.YELLOW
+        return ClockColour.WHITE
+
+    def next_change(self, yellow_share: float) -> datetime | None:
+        """When the clock next changes colour (None when paused or already red)."""
+        if self.paused_at is not None or self.colour is ClockColour.RED:
+            return None
+        if self.colour is ClockColour.WHITE:
+            return self.started_at + (self.due_at - self.started_at) * yellow_share
+        return self.due_at
+
+    def pause(self, now: datetime) -> "Clock":
+        """Stop the clock (with a reason recorded by the caller)."""
+        return self if self.paused_at else replace(self, paused_at=now)
+
+    def resume(self, now: datetime) -> "Clock":
+        """Restart the clock: the due time moves by the time spent paused."""
+        if self.paused_at is None:
+            return self
+        shift = now - self.paused_at
+        return replace(self, paused_at=None, started_at=self.started_at + shift, due_at=self.due_at + shift)

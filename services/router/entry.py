@@ -1,28 +1,55 @@
-"""Router's entry point: `create_app()` builds the process (health over HTTP, consumers on Kafka)."""
+"""Router's entry point: `create_app()` builds the process (operator API over HTTP, consumers on
+Kafka, the supervision tick)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.router import domain
-from services.router.handlers import CONSUMED_TOPICS, build_batch_handler
+from services.router.api import build_api
+from services.router.handlers import CONSUMED_TOPICS, Router, build_batch_handler, supervise_once
+from shared.cloudevents import utcnow
+from shared.divisions import load_divisions
 from shared.runtime import ServiceRuntime, Subscription, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Router: `intake.cases` + `feedback.*` → decisions, dispatches, closures (through the outbox)."""
+    """Router: `intake.cases` + `feedback.*` → decisions, dispatches, notices (through the outbox)."""
     settings = settings or Settings()
     # Reference data is validated here, so a broken catalogue fails at start-up.
-    catalogue, units = domain.load_catalogue(), domain.load_units()
+    router = Router(domain.load_catalogue(), domain.load_units(), load_divisions())
+    tasks: list[asyncio.Task] = []
+
+    async def supervise_forever(rt: ServiceRuntime) -> None:
+        while True:
+            try:
+                if await supervise_once(rt.pool, router, utcnow()):
+                    rt.relay.wake()
+            except Exception:
+                log.exception("supervision tick failed; next tick retries")
+            await asyncio.sleep(settings.supervision_interval_seconds)
+
+    async def after_start(rt: ServiceRuntime) -> None:
+        tasks.append(asyncio.create_task(supervise_forever(rt), name="supervision"))
+
+    async def before_stop(rt: ServiceRuntime) -> None:
+        for t in tasks:
+            t.cancel()
+
     runtime = ServiceRuntime(
         "router",
         settings,
         MIGRATIONS,
-        subscriptions=lambda _rt: [Subscription("router", CONSUMED_TOPICS, build_batch_handler(catalogue, units))],
+        subscriptions=lambda _rt: [Subscription("router", CONSUMED_TOPICS, build_batch_handler(router))],
+        after_start=after_start,
+        before_stop=before_stop,
     )
-    return service_app(runtime, title="OneWindow router")
+    return service_app(runtime, title="OneWindow router", routers=[build_api(settings, router)])

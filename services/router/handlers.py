@@ -1,211 +1,420 @@
-"""The router's event handlers: thin translations between events and the pure domain.
-
-The whole event flow of the service reads here: EVENT_HANDLERS maps each consumed event type
-to its handler.
-"""
+"""The router's handlers: consumed events, operator actions and the supervision tick, each a thin
+translation between the wire and the pure domain. EVENT_HANDLERS shows the whole event flow."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
+from uuid import UUID
 
 import asyncpg
 
 from services.router import domain, storage
 from shared import topics
-from shared.cloudevents import derive_id, utcnow
+from shared.cloudevents import CloudEvent, derive_id, utcnow
 from shared.contracts import (
+    Assignment,
+    CallbackRecorded,
     CaseClosed,
-    CaseDuplicateReported,
     CaseDispatched,
+    CaseDuplicateReported,
+    CaseEscalated,
     CaseReceived,
+    CaseReopened,
     CaseRouted,
+    Contract,
     DispatchAccepted,
+    DispatchProgress,
     DispatchResolved,
+    DispatchReturned,
+    DispatchTransferred,
+    Location,
     ManualTriageRequired,
+    RoutingReason,
+    SupervisionNotice,
 )
+from shared.divisions import DivisionDirectory
 from shared.messaging.consumer import BatchHandler, Inbound, Reject
-from shared.messaging.outbox import Outgoing
+from shared.messaging.outbox import Outgoing, add_to_outbox
 
 log = logging.getLogger(__name__)
 SOURCE = "/onewindow/router"
 
 
 @dataclass
-class Batch:
-    """What handlers of one batch share: reference data, loaded states, changed states, output."""
+class Effects:
+    """What one batch or one operator action decided: events, changed states, clock changes."""
+
+    states: dict[str, domain.RoutingState]
+    out: list[Outgoing] = field(default_factory=list)
+    changed: dict[str, domain.RoutingState] = field(default_factory=dict)
+    clock_starts: list[tuple] = field(default_factory=list)
+    clock_stops: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def emit(self, topic: str, data: Contract, event_id: str, traceparent: str | None,
+             time: datetime | None = None) -> None:
+        ev = CloudEvent.of(data, source=SOURCE, event_id=event_id, time=time)
+        self.out.append(Outgoing(topic, ev.with_traceparent(traceparent)))
+
+    def touch(self, state: domain.RoutingState) -> None:
+        self.states[state.case_id] = self.changed[state.case_id] = state
+
+    async def commit(self, conn: asyncpg.Connection) -> None:
+        """Write states, clocks and outbox rows in the caller's transaction."""
+        await storage.save_states(conn, self.changed.values())
+        await storage.stop_clocks(conn, self.clock_stops)
+        await storage.start_clocks(conn, self.clock_starts)
+        await add_to_outbox(conn, self.out)
+
+
+@dataclass
+class Router:
+    """The router's reference data and the decisions that need it."""
 
     catalogue: domain.Catalogue
     units: domain.UnitDirectory
-    states: dict[str, domain.RoutingState]
-    changed: dict[str, domain.RoutingState] = field(default_factory=dict)
-    out: list[Outgoing] = field(default_factory=list)
+    divisions: DivisionDirectory
 
+    # ------------------------------------------------------------ shared steps
 
-def on_case_received(item: Inbound, b: Batch) -> None:
-    """Route a new case: dispatch it to a unit, or put it in the manual queue."""
-    case = item.model
-    assert isinstance(case, CaseReceived)
-    cid = str(case.case_id)
-    if cid in b.states:
-        return  # already routed (the same case re-submitted under a new event id)
-    decision = domain.route(case, b.catalogue, b.units)
-    now = utcnow()
-    if isinstance(decision, domain.ManualQueue):
-        state = domain.RoutingState(cid, case.case_number, domain.CaseStatus.MANUAL, b.catalogue.version, now)
-        b.out.append(
-            item.derive(
-                topics.ROUTER_DECISIONS,
-                ManualTriageRequired(
-                    case_id=case.case_id,
-                    case_number=case.case_number,
-                    reason=decision.reason,
-                    catalogue_version=b.catalogue.version,
-                ),
-                source=SOURCE,
-                event_id=derive_id(SOURCE, item.event.id, "manual"),
-                time=now,
-            )
-        )
-    else:
-        dispatch_id = derive_id(SOURCE, item.event.id, "dispatch")
-        unit = decision.unit
+    def dispatch_plan(self, fx: Effects, state: domain.RoutingState, plan: domain.Plan, seed: str,
+                      traceparent: str | None, started_at: datetime) -> None:
+        """Carry out a plan: routed event, one dispatch per unit on its topic, two clocks per dispatch."""
+        ids = domain.new_dispatch_ids(seed, plan)
+        state.apply_plan(plan, ids)
+        fx.touch(state)
+        lead = plan.lead
+        now = utcnow()
+        fx.emit(topics.ROUTER_DECISIONS, CaseRouted(
+            case_id=UUID(state.case_id), case_number=state.case_number, category=plan.category.code,
+            unit_kind=lead.kind, unit_id=lead.id, unit_name=lead.name, level=lead.level,
+            rule_ids=list(plan.rule_ids), catalogue_version=self.catalogue.version, confidence=plan.confidence,
+            reason=plan.reason, risk_colour=plan.risk, risk_reasons=list(plan.risk_reasons),
+            assignments=[Assignment(dispatch_id=UUID(i), unit_id=a.unit.id, unit_kind=a.unit.kind,
+                                    unit_name=a.unit.name, level=a.unit.level, role=a.role)
+                         for i, a in zip(ids, plan.assignments)],
+        ), derive_id(SOURCE, ids[0], "routed"), traceparent, now)
+        facts = state.facts
+        for n, (dispatch_id, a) in enumerate(zip(ids, plan.assignments), start=1):
+            fx.emit(topics.dispatch_topic(a.unit.kind), CaseDispatched(
+                case_id=UUID(state.case_id), case_number=state.case_number, dispatch_id=UUID(dispatch_id),
+                unit_kind=a.unit.kind, unit_id=a.unit.id, unit_name=a.unit.name, level=a.unit.level,
+                category=plan.category.code, title=facts["title"], description=facts["description"],
+                location=Location.model_validate(facts["location"]), acknowledge_by=plan.acknowledge_by, resolve_by=plan.resolve_by,
+                role=a.role, risk_colour=plan.risk, reason=plan.reason,
+            ), dispatch_id, traceparent, now + timedelta(microseconds=n))  # dispatches follow their decision
+            for kind, due in (("acknowledge", plan.acknowledge_by), ("resolve", plan.resolve_by)):
+                clock = domain.Clock(dispatch_id, kind, started_at, due)
+                fx.clock_starts.append((UUID(dispatch_id), kind, UUID(state.case_id), a.unit.id, a.unit.kind.value,
+                                        state.division_code, started_at, due,
+                                        clock.next_change(self.catalogue.yellow_share), traceparent))
+
+    def to_manual(self, fx: Effects, state: domain.RoutingState, reason: str, seed: str, traceparent: str | None) -> None:
+        """Put a case in the command centre's manual queue."""
+        for d in state.dispatches:
+            if d.open:
+                fx.clock_stops.append((d.dispatch_id, None))
+        state.to_manual()
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, ManualTriageRequired(
+            case_id=UUID(state.case_id), case_number=state.case_number, reason=reason,
+            catalogue_version=self.catalogue.version), derive_id(SOURCE, seed, "manual"), traceparent)
+
+    def replan(self, fx: Effects, state: domain.RoutingState, seed: str, traceparent: str | None,
+               reason: RoutingReason, lead: domain.Unit | None = None,
+               category: domain.Category | None = None) -> None:
+        """Dispatch again (after a return, transfer, rework, escalation or by an operator)."""
+        category = category or self.catalogue.get(state.category or "")
+        if category is None:
+            return self.to_manual(fx, state, f"category {state.category!r} no longer catalogued", seed, traceparent)
+        now = utcnow()
+        plan = domain.plan_for(category, state.risk, state.division_code, self.catalogue, self.units, now,
+                               exclude=frozenset(state.excluded), lead=lead, reason=reason,
+                               rule_ids=(f"{reason.value}:{category.code}",))
+        if isinstance(plan, domain.ManualQueue):
+            return self.to_manual(fx, state, plan.reason, seed, traceparent)
+        self.dispatch_plan(fx, state, plan, seed, traceparent, now)
+
+    # ------------------------------------------------------------ consumed events
+
+    def on_case_received(self, item: Inbound, fx: Effects) -> None:
+        """Route a new case: dispatch it to its units, or put it in the manual queue."""
+        case = item.model
+        assert isinstance(case, CaseReceived)
+        cid = str(case.case_id)
+        if cid in fx.states:
+            return  # already routed
+        if self.divisions.get(case.location.division_code) is None:
+            raise Reject(f"unknown division {case.location.division_code}")
+        facts = domain.CaseFacts(f"{case.title} {case.description}", case.category, case.location.division_code,
+                                 case.risk_flags, case.received_at)
+        try:
+            decision = domain.route(facts, self.catalogue, self.units)
+        except domain.UnknownCategory as exc:
+            raise Reject(str(exc)) from None
         state = domain.RoutingState(
-            cid,
-            case.case_number,
-            domain.CaseStatus.DISPATCHED,
-            b.catalogue.version,
-            now,
-            dispatch_id=dispatch_id,
-            unit_id=unit.id,
-            unit_kind=unit.kind.value,
-            category=decision.category.code,
-            rule_ids=decision.rule_ids,
+            cid, case.case_number, domain.CaseStatus.MANUAL, self.catalogue.version, utcnow(),
+            division_code=case.location.division_code,
+            facts={"title": case.title, "description": case.description,
+                   "location": case.location.model_dump(mode="json")},
+            traceparent=item.traceparent,
         )
-        b.out.append(
-            item.derive(
-                topics.ROUTER_DECISIONS,
-                CaseRouted(
-                    case_id=case.case_id,
-                    case_number=case.case_number,
-                    category=decision.category.code,
-                    unit_kind=unit.kind,
-                    unit_id=unit.id,
-                    unit_name=unit.name,
-                    level=unit.level,
-                    rule_ids=list(decision.rule_ids),
-                    catalogue_version=b.catalogue.version,
-                    confidence=decision.confidence,
-                ),
-                source=SOURCE,
-                event_id=derive_id(SOURCE, item.event.id, "routed"),
-                time=now,
-            )
-        )
-        b.out.append(
-            item.derive(
-                topics.dispatch_topic(unit.kind),
-                CaseDispatched(
-                    case_id=case.case_id,
-                    case_number=case.case_number,
-                    dispatch_id=dispatch_id,
-                    unit_kind=unit.kind,
-                    unit_id=unit.id,
-                    unit_name=unit.name,
-                    level=unit.level,
-                    category=decision.category.code,
-                    title=case.title,
-                    description=case.description,
-                    location=case.location,
-                    acknowledge_by=decision.acknowledge_by,
-                    resolve_by=decision.resolve_by,
-                ),
-                source=SOURCE,
-                event_id=dispatch_id,
-                # the dispatch follows the routing decision it carries out
-                time=now + timedelta(microseconds=1),
-            )
-        )
-    b.states[cid] = b.changed[cid] = state
+        if isinstance(decision, domain.ManualQueue):
+            return self.to_manual(fx, state, decision.reason, item.event.id, item.traceparent)
+        self.dispatch_plan(fx, state, decision, item.event.id, item.traceparent, case.received_at)
+
+    def on_duplicate_reported(self, item: Inbound, fx: Effects) -> None:
+        """A repeat report (重复件): counted; repeats raise the risk of the next dispatch."""
+        state = fx.states.get(item.event.subject)
+        if state is not None:
+            state.repeats += 1
+            if state.repeats >= self.catalogue.risk.repeats_to_raise and state.risk != "red":
+                colours = domain.COLOUR_ORDER
+                state.risk = colours[min(colours.index(state.risk) + 1, len(colours) - 1)]
+            fx.touch(state)
+
+    def on_dispatch_accepted(self, item: Inbound, fx: Effects) -> None:
+        """签收: the acknowledge clock stops."""
+        fb = item.model
+        state, d = self._feedback(item, fx, fb.dispatch_id, fb.unit_id)
+        if state.accept(d.dispatch_id, d.unit_id):
+            fx.clock_stops.append((d.dispatch_id, "acknowledge"))
+            fx.touch(state)
+
+    def on_dispatch_progress(self, item: Inbound, fx: Effects) -> None:
+        """进展: checked; the event itself is the record."""
+        fb = item.model
+        self._feedback(item, fx, fb.dispatch_id, fb.unit_id)
+
+    def on_dispatch_resolved(self, item: Inbound, fx: Effects) -> None:
+        """办结: the dispatch's clocks stop; the lead's resolution awaits the citizen's callback (回访)."""
+        fb = item.model
+        state, d = self._feedback(item, fx, fb.dispatch_id, fb.unit_id)
+        if state.resolve(d.dispatch_id, d.unit_id):
+            fx.clock_stops.append((d.dispatch_id, None))
+            fx.touch(state)
+
+    def on_dispatch_returned(self, item: Inbound, fx: Effects) -> None:
+        """退单: dispatch again without that unit; after too many returns, the manual queue."""
+        fb = item.model
+        state, d = self._feedback(item, fx, fb.dispatch_id, fb.unit_id)
+        if state.end_dispatch(d.dispatch_id, d.unit_id) is None:
+            return  # a late return of an ended dispatch
+        fx.clock_stops.append((d.dispatch_id, None))
+        fx.touch(state)
+        if d.role != "lead":
+            return
+        state.returns += 1
+        state.excluded.append(d.unit_id)
+        if state.returns > self.catalogue.max_returns:
+            return self.to_manual(fx, state, f"returned {state.returns} times", item.event.id, item.traceparent)
+        self.replan(fx, state, item.event.id, item.traceparent, RoutingReason.RETURN)
+
+    def on_dispatch_transferred(self, item: Inbound, fx: Effects) -> None:
+        """转办: to the named unit (or the unit of the named kind) serving the case's division."""
+        fb = item.model
+        assert isinstance(fb, DispatchTransferred)
+        state, d = self._feedback(item, fx, fb.dispatch_id, fb.unit_id)
+        target = None
+        if fb.target_unit_id:
+            target = self.units.get(fb.target_unit_id)
+            if target is None or not target.serves_division(state.division_code):
+                raise Reject(f"transfer target {fb.target_unit_id!r} does not serve division {state.division_code}")
+        elif fb.target_kind:
+            cat = self.catalogue.get(state.category or "")
+            target = domain.find_unit(self.units, fb.target_kind, cat.level if cat else domain.Level.TOWN,
+                                      state.division_code)
+            if target is None:
+                raise Reject(f"no {fb.target_kind.value} unit serves division {state.division_code}")
+        else:
+            raise Reject("a transfer names a target unit or unit kind")
+        if state.end_dispatch(d.dispatch_id, d.unit_id) is None:
+            return
+        fx.clock_stops.append((d.dispatch_id, None))
+        fx.touch(state)
+        if d.role == "lead":
+            self.replan(fx, state, item.event.id, item.traceparent, RoutingReason.TRANSFER, lead=target)
+
+    def _feedback(self, item: Inbound, fx: Effects, dispatch_id: UUID, unit_id: str):
+        state = fx.states.get(item.event.subject)
+        if state is None:
+            raise Reject(f"no case {item.event.subject} was dispatched")
+        try:
+            d = state.dispatch(str(dispatch_id), unit_id)
+        except domain.FeedbackRefused as exc:
+            raise Reject(str(exc)) from None
+        if item.record.topic != topics.feedback_topic(d.unit_kind):
+            raise Reject(f"feedback on {item.record.topic} for a dispatch to a {d.unit_kind} unit")
+        return state, d
 
 
-def _state_for_feedback(item: Inbound, b: Batch) -> domain.RoutingState:
-    state = b.states.get(item.event.subject)
-    if state is None:
-        raise Reject(f"no case {item.event.subject} was dispatched")
-    expected_topic = topics.feedback_topic(state.unit_kind) if state.unit_kind else None
-    if item.record.topic != expected_topic:
-        raise Reject(f"feedback on {item.record.topic} for a case dispatched to {state.unit_kind}")
-    return state
-
-
-def on_dispatch_accepted(item: Inbound, b: Batch) -> None:
-    """签收: the unit has the case."""
-    fb = item.model
-    assert isinstance(fb, DispatchAccepted)
-    state = _state_for_feedback(item, b)
-    try:
-        if state.accept(str(fb.dispatch_id), fb.unit_id):
-            b.changed[state.case_id] = state
-    except domain.FeedbackRefused as exc:
-        raise Reject(str(exc)) from None
-
-
-def on_dispatch_resolved(item: Inbound, b: Batch) -> None:
-    """办结: the unit finished; the router closes the case."""
-    fb = item.model
-    assert isinstance(fb, DispatchResolved)
-    state = _state_for_feedback(item, b)
-    try:
-        changed = state.resolve(str(fb.dispatch_id), fb.unit_id)
-    except domain.FeedbackRefused as exc:
-        raise Reject(str(exc)) from None
-    if changed:
-        b.changed[state.case_id] = state
-        b.out.append(
-            item.derive(
-                topics.ROUTER_DECISIONS,
-                CaseClosed(
-                    case_id=fb.case_id,
-                    case_number=state.case_number,
-                    dispatch_id=fb.dispatch_id,
-                    unit_id=fb.unit_id,
-                    reason="resolved by the handling unit",
-                ),
-                source=SOURCE,
-                event_id=derive_id(SOURCE, state.case_id, state.dispatch_id, "closed"),
-            )
-        )
-
-
-def on_duplicate_reported(item: Inbound, b: Batch) -> None:
-    """A repeat report is linked by intake; routing does not change (risk grading will count them)."""
-
-
-EVENT_HANDLERS: dict[str, Callable[[Inbound, Batch], None]] = {
-    CaseReceived.EVENT_TYPE: on_case_received,
-    CaseDuplicateReported.EVENT_TYPE: on_duplicate_reported,
-    DispatchAccepted.EVENT_TYPE: on_dispatch_accepted,
-    DispatchResolved.EVENT_TYPE: on_dispatch_resolved,
+EVENT_HANDLERS: dict[str, Callable[[Router, Inbound, Effects], None]] = {
+    CaseReceived.EVENT_TYPE: Router.on_case_received,
+    CaseDuplicateReported.EVENT_TYPE: Router.on_duplicate_reported,
+    DispatchAccepted.EVENT_TYPE: Router.on_dispatch_accepted,
+    DispatchProgress.EVENT_TYPE: Router.on_dispatch_progress,
+    DispatchResolved.EVENT_TYPE: Router.on_dispatch_resolved,
+    DispatchReturned.EVENT_TYPE: Router.on_dispatch_returned,
+    DispatchTransferred.EVENT_TYPE: Router.on_dispatch_transferred,
 }
 
 CONSUMED_TOPICS = [topics.CASES_RECEIVED, *topics.FEEDBACK_TOPICS]
 
 
-def build_batch_handler(catalogue: domain.Catalogue, units: domain.UnitDirectory) -> BatchHandler:
-    """The router's batch handler: one state read, the pure decisions, one state write."""
+def build_batch_handler(router: Router) -> BatchHandler:
+    """The router's batch handler: one locked state read, the pure decisions, one write of everything."""
 
     async def handle(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
-        states = await storage.load_states(conn, {i.event.subject for i in items})
-        batch = Batch(catalogue, units, states)
+        fx = Effects(await storage.load_states(conn, {i.event.subject for i in items}))
         for item in items:
             handler = EVENT_HANDLERS.get(item.event.type)
             if handler is None:
                 raise Reject(f"the router does not take {item.event.type} events")
-            handler(item, batch)
-        await storage.save_states(conn, batch.changed.values())
-        return batch.out
+            handler(router, item, fx)
+        await storage.save_states(conn, fx.changed.values())
+        await storage.stop_clocks(conn, fx.clock_stops)
+        await storage.start_clocks(conn, fx.clock_starts)
+        return fx.out
 
     return handle
+
+
+# ---------------------------------------------------------------- operator actions
+
+
+class ActionRefused(ValueError):
+    """An operator action that does not fit the case's state (answered 409) or its input (422)."""
+
+    def __init__(self, status: int, title: str, detail: str):
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+async def record_callback(conn: asyncpg.Connection, router: Router, case_id: UUID, satisfied: bool,
+                          note: str | None, traceparent: str | None) -> domain.RoutingState:
+    """回访: satisfied closes the case; unsatisfied reopens it for rework (重办), the second time escalated."""
+    fx = Effects(await storage.load_states(conn, [str(case_id)]))
+    state = fx.states.get(str(case_id))
+    if state is None:
+        raise ActionRefused(404, "Case not found", "the router has no such case")
+    if state.status is not domain.CaseStatus.AWAITING_CALLBACK:
+        raise ActionRefused(409, "No callback due", f"the case is {state.status.value}")
+    lead = next(d for d in reversed(state.dispatches) if d.role == "lead")
+    seed = f"callback:{lead.dispatch_id}"
+    number = state.case_number
+    fx.emit(topics.ROUTER_DECISIONS, CallbackRecorded(case_id=case_id, case_number=number, satisfied=satisfied,
+                                                      note=note), derive_id(SOURCE, seed), traceparent)
+    if satisfied:
+        state.close()
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, CaseClosed(case_id=case_id, case_number=number,
+                                                    dispatch_id=UUID(lead.dispatch_id), unit_id=lead.unit_id,
+                                                    reason="resolved; the citizen is satisfied"),
+                derive_id(SOURCE, seed, "closed"), traceparent, utcnow() + timedelta(microseconds=1))
+    else:
+        state.reopened += 1
+        fx.emit(topics.ROUTER_DECISIONS, CaseReopened(case_id=case_id, case_number=number,
+                                                      reason=note or "the citizen is not satisfied"),
+                derive_id(SOURCE, seed, "reopened"), traceparent, utcnow() + timedelta(microseconds=1))
+        unit = router.units.get(lead.unit_id)
+        if state.reopened == 1 and unit is not None:
+            router.replan(fx, state, seed, traceparent, RoutingReason.REWORK, lead=unit)
+        else:
+            superior = domain.superior_of(router.units, unit, state.division_code) if unit else None
+            if superior is None:
+                router.to_manual(fx, state, "reopened again and no unit above", seed, traceparent)
+            else:
+                fx.emit(topics.ROUTER_DECISIONS, CaseEscalated(
+                    case_id=case_id, dispatch_id=UUID(lead.dispatch_id), from_unit_id=lead.unit_id,
+                    to_unit_id=superior.id, to_level=superior.level, reason="reopened after rework"),
+                    derive_id(SOURCE, seed, "escalated"), traceparent)
+                router.replan(fx, state, seed, traceparent, RoutingReason.ESCALATION, lead=superior)
+    await fx.commit(conn)
+    return state
+
+
+async def manual_dispatch(conn: asyncpg.Connection, router: Router, case_id: UUID, category: str,
+                          unit_id: str | None, operator: str, traceparent: str | None) -> domain.RoutingState:
+    """An operator dispatches a case from the manual queue, or reassigns an open one."""
+    fx = Effects(await storage.load_states(conn, [str(case_id)]))
+    state = fx.states.get(str(case_id))
+    if state is None:
+        raise ActionRefused(404, "Case not found", "the router has no such case")
+    if state.status in (domain.CaseStatus.CLOSED, domain.CaseStatus.AWAITING_CALLBACK):
+        raise ActionRefused(409, "Case not open", f"the case is {state.status.value}")
+    cat = router.catalogue.get(category)
+    if cat is None:
+        raise ActionRefused(422, "Unknown category", f"{category!r} is not in catalogue {router.catalogue.version}")
+    unit = None
+    if unit_id:
+        unit = router.units.get(unit_id)
+        if unit is None or not unit.serves_division(state.division_code):
+            raise ActionRefused(422, "Unit cannot take the case", f"{unit_id!r} does not serve {state.division_code}")
+    for d in state.dispatches:
+        if d.open:
+            fx.clock_stops.append((d.dispatch_id, None))
+    seed = f"manual:{case_id}:{len(state.dispatches)}:{operator}"
+    router.replan(fx, state, seed, traceparent, RoutingReason.MANUAL, lead=unit, category=cat)
+    await fx.commit(conn)
+    return state
+
+
+async def pause_or_resume(conn: asyncpg.Connection, router: Router, dispatch_id: UUID, pause: bool,
+                          reason: str, now: datetime) -> list[dict]:
+    """Pause (with a reason) or resume the running clocks of a dispatch; a resumed due time moves on."""
+    rows = await storage.clocks_of_dispatch(conn, dispatch_id)
+    if not rows:
+        raise ActionRefused(404, "No running clock", "the dispatch has no running clock")
+    updates, out = [], []
+    for r in rows:
+        clock = storage.clock_of(r)
+        clock = clock.pause(now) if pause else clock.resume(now)
+        updates.append((dispatch_id, clock.kind, clock.colour.value, clock.started_at, clock.due_at,
+                        clock.paused_at, reason if pause else None, clock.next_change(router.catalogue.yellow_share)))
+        out.append({"kind": clock.kind, "due_at": clock.due_at.isoformat(), "paused": clock.paused_at is not None})
+    await storage.save_clocks(conn, updates)
+    return out
+
+
+# ---------------------------------------------------------------- supervision
+
+
+async def supervise_once(pool: asyncpg.Pool, router: Router, now: datetime) -> int:
+    """One supervision tick (督办): turn due clocks yellow or red, notify the unit (its dispatch topic)
+    and audit, and at red escalate to the level above. Returns the notices sent.
+
+    `now` is a parameter so tests drive time. Notice ids derive from (dispatch, clock, colour): a
+    tick repeated after a crash sends nothing twice.
+    """
+    share = router.catalogue.yellow_share
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await storage.due_clocks(conn, now)
+        fx = Effects({})
+        updates = []
+        for r in rows:
+            clock = storage.clock_of(r)
+            colour = clock.colour_at(now, share)
+            changed = domain.Clock(clock.dispatch_id, clock.kind, clock.started_at, clock.due_at, colour)
+            updates.append((r["dispatch_id"], clock.kind, colour.value, clock.started_at, clock.due_at, None, None,
+                            changed.next_change(share)))
+            if colour is clock.colour:
+                continue
+            notice = SupervisionNotice(case_id=r["case_id"], dispatch_id=r["dispatch_id"], unit_id=r["unit_id"],
+                                       clock=clock.kind, colour=colour.value, due_at=clock.due_at)
+            seed = (SOURCE, clock.dispatch_id, clock.kind, colour.value)
+            tp = r["traceparent"]
+            fx.emit(topics.ROUTER_DECISIONS, notice, derive_id(*seed), tp)
+            fx.emit(topics.dispatch_topic(r["unit_kind"]), notice, derive_id(*seed, "unit"), tp)
+            unit = router.units.get(r["unit_id"])
+            superior = domain.superior_of(router.units, unit, r["division_code"]) if unit else None
+            if colour is domain.ClockColour.RED and superior is not None:
+                fx.emit(topics.ROUTER_DECISIONS, CaseEscalated(
+                    case_id=r["case_id"], dispatch_id=r["dispatch_id"], from_unit_id=r["unit_id"],
+                    to_unit_id=superior.id, to_level=superior.level, reason=f"{clock.kind} deadline passed"),
+                    derive_id(*seed, "escalated"), tp)
+                fx.emit(topics.dispatch_topic(superior.kind), notice, derive_id(*seed, "superior"), tp)
+        await storage.save_clocks(conn, updates)
+        await add_to_outbox(conn, fx.out)
+    return sum(1 for o in fx.out if o.topic == topics.ROUTER_DECISIONS and o.event.type == SupervisionNotice.EVENT_TYPE)

@@ -2,59 +2,129 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Iterable
 from uuid import UUID
 
 import asyncpg
 
-from services.router.domain import CaseStatus, RoutingState
+from services.router.domain import CaseStatus, Clock, ClockColour, DispatchRecord, DispatchStatus, RoutingState
+from shared.contracts import RiskColour
+
+_STATE_COLUMNS = (
+    "case_id, case_number, status, dispatch_id, unit_id, unit_kind, category, rule_ids, catalogue_version,"
+    " decided_at, division_code, risk, dispatches, excluded, returns, reopened, repeats, facts, traceparent"
+)
+
+
+def _state(r: asyncpg.Record) -> RoutingState:
+    return RoutingState(
+        case_id=str(r["case_id"]),
+        case_number=r["case_number"],
+        status=CaseStatus(r["status"]),
+        catalogue_version=r["catalogue_version"],
+        decided_at=r["decided_at"],
+        division_code=r["division_code"],
+        category=r["category"],
+        risk=RiskColour(r["risk"]),
+        rule_ids=tuple(r["rule_ids"]),
+        dispatches=[DispatchRecord(**{**d, "status": DispatchStatus(d["status"])}) for d in json.loads(r["dispatches"])],
+        excluded=list(r["excluded"]),
+        returns=r["returns"],
+        reopened=r["reopened"],
+        repeats=r["repeats"],
+        facts=json.loads(r["facts"]) if r["facts"] else {},
+        traceparent=r["traceparent"],
+    )
 
 
 async def load_states(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, RoutingState]:
-    """The routing state of the given cases, by case id (absent: the router has not seen the case)."""
+    """The routing state of the given cases, locked for this transaction (absent: not seen yet)."""
     rows = await conn.fetch(
-        "SELECT case_id, case_number, status, dispatch_id, unit_id, unit_kind, category, rule_ids,"
-        " catalogue_version, decided_at FROM cases WHERE case_id = ANY($1::uuid[])",
+        f"SELECT {_STATE_COLUMNS} FROM cases WHERE case_id = ANY($1::uuid[]) ORDER BY case_id FOR UPDATE",
         [UUID(c) for c in case_ids],
     )
-    return {
-        str(r["case_id"]): RoutingState(
-            case_id=str(r["case_id"]),
-            case_number=r["case_number"],
-            status=CaseStatus(r["status"]),
-            catalogue_version=r["catalogue_version"],
-            decided_at=r["decided_at"],
-            dispatch_id=str(r["dispatch_id"]) if r["dispatch_id"] else None,
-            unit_id=r["unit_id"],
-            unit_kind=r["unit_kind"],
-            category=r["category"],
-            rule_ids=tuple(r["rule_ids"]),
-        )
-        for r in rows
-    }
+    return {str(r["case_id"]): _state(r) for r in rows}
 
 
 async def save_states(conn: asyncpg.Connection, states: Iterable[RoutingState]) -> None:
     """Insert or update the given states in one statement."""
+    rows = []
+    for s in states:
+        lead = s.lead
+        rows.append((
+            UUID(s.case_id), s.case_number, s.status.value, UUID(lead.dispatch_id) if lead else None,
+            lead.unit_id if lead else None, lead.unit_kind if lead else None, s.category, list(s.rule_ids),
+            s.catalogue_version, s.decided_at, s.division_code, s.risk.value,
+            json.dumps([{**d.__dict__, "status": d.status.value} for d in s.dispatches]), s.excluded, s.returns,
+            s.reopened, s.repeats, json.dumps(s.facts, ensure_ascii=False), s.traceparent,
+        ))
     await conn.executemany(
-        "INSERT INTO cases (case_id, case_number, status, dispatch_id, unit_id, unit_kind, category, rule_ids,"
-        " catalogue_version, decided_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+        f"INSERT INTO cases ({_STATE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::jsonb,$14,$15,$16,$17,$18::jsonb,$19)"
         " ON CONFLICT (case_id) DO UPDATE SET status = EXCLUDED.status, dispatch_id = EXCLUDED.dispatch_id,"
         " unit_id = EXCLUDED.unit_id, unit_kind = EXCLUDED.unit_kind, category = EXCLUDED.category,"
-        " rule_ids = EXCLUDED.rule_ids, updated_at = now()",
-        [
-            (
-                UUID(s.case_id),
-                s.case_number,
-                s.status.value,
-                UUID(s.dispatch_id) if s.dispatch_id else None,
-                s.unit_id,
-                s.unit_kind,
-                s.category,
-                list(s.rule_ids),
-                s.catalogue_version,
-                s.decided_at,
-            )
-            for s in states
-        ],
+        " rule_ids = EXCLUDED.rule_ids, risk = EXCLUDED.risk, dispatches = EXCLUDED.dispatches,"
+        " excluded = EXCLUDED.excluded, returns = EXCLUDED.returns, reopened = EXCLUDED.reopened,"
+        " repeats = EXCLUDED.repeats, updated_at = now()",
+        rows,
+    )
+
+
+async def queue(pool: asyncpg.Pool, status: CaseStatus, limit: int = 200) -> list[asyncpg.Record]:
+    """Cases in a status (the manual queue, the callback queue), oldest first."""
+    return await pool.fetch(
+        "SELECT case_id, case_number, category, division_code, risk, unit_id, decided_at, updated_at FROM cases"
+        " WHERE status = $1 ORDER BY updated_at LIMIT $2",
+        status.value, limit,
+    )
+
+
+# ---------------------------------------------------------------- clocks
+
+async def start_clocks(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    """Start clocks: (dispatch_id, kind, case_id, unit_id, unit_kind, division, started, due, next_check, tp)."""
+    await conn.executemany(
+        "INSERT INTO clocks (dispatch_id, kind, case_id, unit_id, unit_kind, division_code, started_at, due_at,"
+        " next_check, traceparent) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING",
+        rows,
+    )
+
+
+async def stop_clocks(conn: asyncpg.Connection, stops: list[tuple[str, str | None]]) -> None:
+    """Stop clocks: (dispatch_id, kind) — kind None stops both of the dispatch."""
+    await conn.executemany(
+        "UPDATE clocks SET stopped = true WHERE dispatch_id = $1 AND ($2::text IS NULL OR kind = $2)",
+        [(UUID(d), k) for d, k in stops],
+    )
+
+
+async def due_clocks(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[asyncpg.Record]:
+    """Running clocks whose colour may change by `now`, locked (other replicas skip them)."""
+    return await conn.fetch(
+        "SELECT * FROM clocks WHERE NOT stopped AND paused_at IS NULL AND next_check <= $1"
+        " ORDER BY next_check LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now, limit,
+    )
+
+
+def clock_of(r: asyncpg.Record) -> Clock:
+    """The domain clock of a row."""
+    return Clock(str(r["dispatch_id"]), r["kind"], r["started_at"], r["due_at"], ClockColour(r["colour"]),
+                 r["paused_at"])
+
+
+async def save_clocks(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    """(dispatch_id, kind, colour, started_at, due_at, paused_at, pause_reason, next_check)."""
+    await conn.executemany(
+        "UPDATE clocks SET colour = $3, started_at = $4, due_at = $5, paused_at = $6, pause_reason = $7,"
+        " next_check = $8 WHERE dispatch_id = $1 AND kind = $2",
+        rows,
+    )
+
+
+async def clocks_of_dispatch(conn: asyncpg.Connection, dispatch_id: UUID) -> list[asyncpg.Record]:
+    """The running clocks of a dispatch, locked."""
+    return await conn.fetch(
+        "SELECT * FROM clocks WHERE dispatch_id = $1 AND NOT stopped ORDER BY kind FOR UPDATE", dispatch_id
     )

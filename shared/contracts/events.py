@@ -132,20 +132,56 @@ class SubmissionRejected(Contract):
         return self.submission_id
 
 
+class RiskColour(StrEnum):
+    """Risk grade (三色预警): raises priority, shortens deadlines, lifts the level, adds police."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class RoutingReason(StrEnum):
+    """Why a routing decision was made."""
+
+    INITIAL = "initial"
+    RETURN = "return"  # 退单: the unit sent it back
+    TRANSFER = "transfer"  # 转办: the unit passed it on
+    MANUAL = "manual"  # an operator dispatched it from the queue, or reassigned it
+    REWORK = "rework"  # 重办: the citizen was not satisfied
+    ESCALATION = "escalation"
+
+
+class Assignment(BaseModel):
+    """A unit a case is dispatched to, as lead (主办) or assisting (协办)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    dispatch_id: UUID
+    unit_id: str
+    unit_kind: UnitKind
+    unit_name: str
+    level: Level
+    role: str  # "lead" | "assist"
+
+
 class CaseRouted(Event):
-    """The router decided who handles a case, and why (rule ids, catalogue version)."""
+    """The router decided who handles a case, and why (rule ids, catalogue version, inputs)."""
 
     EVENT_TYPE: ClassVar[str] = "org.onewindow.case.routed.v1"
 
     case_number: str
     category: str
-    unit_kind: UnitKind
+    unit_kind: UnitKind  # the lead unit's
     unit_id: str
     unit_name: str
     level: Level
     rule_ids: list[str]
     catalogue_version: str
     confidence: float
+    reason: RoutingReason = RoutingReason.INITIAL
+    risk_colour: RiskColour = RiskColour.GREEN
+    risk_reasons: list[str] = []
+    assignments: list[Assignment] = []
 
 
 class ManualTriageRequired(Event):
@@ -175,6 +211,9 @@ class CaseDispatched(Event):
     location: Location
     acknowledge_by: datetime
     resolve_by: datetime
+    role: str = "lead"  # "lead" (主办) or "assist" (协办)
+    risk_colour: RiskColour = RiskColour.GREEN
+    reason: RoutingReason = RoutingReason.INITIAL
 
 
 class DispatchAccepted(Event):
@@ -195,6 +234,81 @@ class DispatchResolved(Event):
     dispatch_id: UUID
     unit_id: str
     summary: Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+class DispatchReturned(Event):
+    """The unit sent the dispatch back (退单): not theirs, with a reason."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.returned.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class DispatchTransferred(Event):
+    """The unit passed the case on (转办) to a named unit or a unit kind."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.transferred.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    target_unit_id: str | None = None
+    target_kind: UnitKind | None = None
+
+
+class DispatchProgress(Event):
+    """The unit reports progress (进展)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.progress.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    note: Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+class SupervisionNotice(Event):
+    """督办: a deadline clock turned yellow (near) or red (overdue)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.supervision.notice.v1"
+
+    dispatch_id: UUID
+    unit_id: str  # the unit whose clock it is
+    clock: str  # "acknowledge" | "resolve"
+    colour: str  # "yellow" | "red"
+    due_at: datetime
+
+
+class CaseEscalated(Event):
+    """A red clock (or a second rework) escalates the case to the level above."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.escalated.v1"
+
+    dispatch_id: UUID
+    from_unit_id: str
+    to_unit_id: str
+    to_level: Level
+    reason: str
+
+
+class CallbackRecorded(Event):
+    """回访: the citizen's satisfaction with the handling."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.callback_recorded.v1"
+
+    case_number: str
+    satisfied: bool
+    note: str | None = None
+
+
+class CaseReopened(Event):
+    """The citizen was not satisfied: the case goes back for rework (重办)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.reopened.v1"
+
+    case_number: str
+    reason: str
 
 
 class CaseClosed(Event):
@@ -220,6 +334,13 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         DispatchAccepted,
         DispatchResolved,
         CaseClosed,
+        DispatchReturned,
+        DispatchTransferred,
+        DispatchProgress,
+        SupervisionNotice,
+        CaseEscalated,
+        CallbackRecorded,
+        CaseReopened,
     )
 }
 

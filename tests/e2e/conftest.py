@@ -43,6 +43,18 @@ class Stack:
             time.sleep(0.2)
         raise AssertionError(f"case {case_id}: timeline ends {[e['type'] for e in events]}, expected {last_type}")
 
+    def callback(self, case_id: str, satisfied: bool = True, note: str | None = None) -> httpx.Response:
+        """The command centre's 回访 through the router's operator API."""
+        return httpx.post(f"{self.url('router')}/v1/cases/{case_id}/callback", headers=OPERATOR, timeout=10,
+                          json={"satisfied": satisfied, "note": note})
+
+    def close_case(self, case_id: str, timeout: float = 30.0) -> list[dict]:
+        """Wait until the unit resolved the case, record a satisfied callback, wait for the closure."""
+        self.wait_timeline(case_id, "org.onewindow.dispatch.resolved.v1", timeout)
+        r = self.callback(case_id)
+        assert r.status_code == 200, r.text
+        return self.wait_timeline(case_id, "org.onewindow.case.closed.v1", timeout)
+
     def sql(self, query: str, *args):
         async def run():
             conn = await asyncpg.connect(self.env["DATABASE_URL"])

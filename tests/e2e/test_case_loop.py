@@ -18,6 +18,7 @@ EXTERNAL_LOOP = [
     "org.onewindow.case.dispatched.v1",
     "org.onewindow.dispatch.accepted.v1",
     "org.onewindow.dispatch.resolved.v1",
+    "org.onewindow.case.callback_recorded.v1",
     "org.onewindow.case.closed.v1",
 ]
 
@@ -25,7 +26,7 @@ CASES = {
     "police": ("hotline", "小区门口有人打架斗殴，有人受伤", "339901001001", "police-339901001"),
     "court": ("window", "对方拒不履行判决，申请强制执行", "339902001001", "court-339902"),
     "petition": ("online_petition", "反映拆迁补偿不到位的问题，要求信访答复", "339901002001", "petition-339901"),
-    "mediation": ("grid", "邻里之间因楼上漏水产生纠纷，希望调解", "339901001001", "mediation-339901001"),
+    "mediation": ("grid", "邻里之间因楼上漏水产生纠纷，希望调解", "339901001001", "mediation-339901001001"),
 }
 
 
@@ -54,7 +55,7 @@ def test_every_unit_kind_is_dispatched_handled_and_traced(stack):
             assert [e["type"] for e in events] == EXTERNAL_LOOP[:4]
             assert events[-1]["source"] == "/onewindow/mediation"
         else:
-            events = stack.wait_timeline(case_id, "org.onewindow.case.closed.v1")
+            events = stack.close_case(case_id)
             assert [e["type"] for e in events] == EXTERNAL_LOOP
         routed = events[1]["data"]
         assert routed["unit_kind"] == kind
@@ -86,13 +87,13 @@ def test_unclassifiable_case_goes_to_the_manual_queue(stack):
 def test_hash_chain_of_a_case_verifies(stack):
     r = stack.submit(_body("hotline", "有人持刀伤人", "339901002001"))
     case_id = r.json()["case_id"]
-    stack.wait_timeline(case_id, "org.onewindow.case.closed.v1")
+    stack.close_case(case_id)
     import httpx
 
     from tests.conftest import OPERATOR
 
     v = httpx.get(f"{stack.url('audit')}/v1/cases/{case_id}/verify", headers=OPERATOR).json()
-    assert v == {"case_id": case_id, "records": 6, "intact": True, "first_broken_seq": None}
+    assert v == {"case_id": case_id, "records": 7, "intact": True, "first_broken_seq": None}
 
 
 def test_poison_record_is_dead_lettered_and_the_next_case_still_flows(stack):
@@ -113,7 +114,7 @@ def test_poison_record_is_dead_lettered_and_the_next_case_still_flows(stack):
 
     asyncio.run(publish_poison())
     r = stack.submit(_body("hotline", "有人在街上打架", "339901001001"))
-    stack.wait_timeline(r.json()["case_id"], "org.onewindow.case.closed.v1")
+    stack.wait_timeline(r.json()["case_id"], "org.onewindow.dispatch.resolved.v1")
 
     dead = [d for d in stack.read_topic("deadletter") if d.key == poison_key]
     consumers = {dict(d.headers)["dlq_consumer"].decode() for d in dead}

@@ -53,7 +53,7 @@ def _flow_while_killing(stack, victim: str, n_cases: int, seed: int) -> list[str
 
 def _assert_exactly_once(stack, case_ids: list[str]) -> None:
     for case_id in case_ids:
-        events = stack.wait_timeline(case_id, "org.onewindow.case.closed.v1", timeout=60)
+        events = stack.close_case(case_id, timeout=60)
         assert [e["type"] for e in events] == EXTERNAL_LOOP, f"case {case_id}"
     rows = stack.sql(
         "SELECT case_id, count(*) AS n, count(DISTINCT type) AS types FROM audit.events"
@@ -61,7 +61,7 @@ def _assert_exactly_once(stack, case_ids: list[str]) -> None:
         case_ids,
     )
     assert len(rows) == len(case_ids), "every case reached audit"
-    assert all(r["n"] == 6 and r["types"] == 6 for r in rows), "no audit record lost or duplicated"
+    assert all(r["n"] == 7 and r["types"] == 7 for r in rows), "no audit record lost or duplicated"
     states = stack.sql("SELECT status, count(*) AS n FROM router.cases WHERE case_id = ANY($1::uuid[]) GROUP BY status",
                        case_ids)
     assert [(r["status"], r["n"]) for r in states] == [("closed", len(case_ids))]

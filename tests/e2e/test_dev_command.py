@@ -48,11 +48,11 @@ def test_dev_brings_the_loop_up_and_ctrl_c_stops_everything(new_database, tmp_pa
         case_id = r.json()["case_id"]
         types: list[str] = []
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "org.onewindow.case.closed.v1" not in types:
+        while time.monotonic() < deadline and "org.onewindow.dispatch.resolved.v1" not in types:
             t = httpx.get(f"{audit}/v1/cases/{case_id}/timeline", headers={"Authorization": f"Bearer {operator}"})
             types = [e["type"] for e in t.json().get("events", [])] if t.status_code == 200 else []
             time.sleep(0.3)
-        assert types[-1] == "org.onewindow.case.closed.v1"
+        assert types[-1] == "org.onewindow.dispatch.resolved.v1"
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

@@ -66,7 +66,7 @@ def test_repeat_report_is_linked_not_dispatched_twice(stack):
     assert body["duplicate"] is True
     assert (body["case_id"], body["case_number"]) == (first["case_id"], first["case_number"])
     assert body["submission_id"] != first["case_id"]
-    events = stack.wait_timeline(first["case_id"], "org.onewindow.case.closed.v1")
+    events = stack.close_case(first["case_id"])
     types = [e["type"] for e in events]
     assert types.count("org.onewindow.case.duplicate_reported.v1") == 1
     assert types.count("org.onewindow.case.dispatched.v1") == 1
@@ -77,7 +77,7 @@ def test_repeat_report_is_linked_not_dispatched_twice(stack):
 def test_submitter_sees_the_status_move_and_citizens_see_only_their_own(stack):
     r = stack.submit(_body("citizen_app", unique("楼道里有人持刀威胁邻居")), headers=_auth("citizen-token-0001"))
     case_id = r.json()["case_id"]
-    stack.wait_timeline(case_id, "org.onewindow.case.closed.v1")
+    stack.close_case(case_id)
     url = f"{stack.url('intake')}/v1/cases/{case_id}"
     status = None
     for _ in range(50):

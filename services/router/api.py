@@ -1,0 +1,111 @@
+"""The router's operator HTTP API: queues, a case's routing state, callback (回访), manual dispatch,
+and pausing deadline clocks. Thin: each route runs one action of `handlers` in a transaction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.router import domain, storage
+from services.router.handlers import ActionRefused, Router, manual_dispatch, pause_or_resume, record_callback
+from shared.cloudevents import utcnow
+from shared.http import Problem, may_act_in, require_roles
+from shared.settings import Settings, TokenGrant
+from opentelemetry import trace
+
+from shared.telemetry import context_from, current_traceparent, tracer
+
+
+class Callback(BaseModel):
+    """The citizen's answer to the satisfaction call."""
+
+    model_config = ConfigDict(extra="forbid")
+    satisfied: bool
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class ManualDispatch(BaseModel):
+    """An operator's dispatch: the category, and optionally the unit (else the rules choose)."""
+
+    model_config = ConfigDict(extra="forbid")
+    category: Annotated[str, Field(min_length=1, max_length=64)]
+    unit_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class ClockAction(BaseModel):
+    """Why a clock is paused or resumed (recorded)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+def build_api(settings: Settings, router: Router) -> APIRouter:
+    """The operator routes, bound to the settings (tokens) and the router's reference data."""
+    api = APIRouter(prefix="/v1")
+    operators = require_roles(settings, "operator")
+    callers = require_roles(settings, "operator", "hotline")
+
+    async def _run(request: Request, grant: TokenGrant, case_id: UUID, action, name: str = "router.action"):
+        """Run an action in one transaction, inside the case's own trace (linked to this HTTP request)."""
+        pool = request.app.state.runtime.pool
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow("SELECT division_code, traceparent FROM cases WHERE case_id = $1", case_id)
+                if row is None or not may_act_in(grant, row["division_code"]):
+                    raise ActionRefused(404, "Case not found", "no such case in your jurisdiction")
+                http_span = trace.get_current_span().get_span_context()
+                with tracer().start_as_current_span(name, context=context_from(row["traceparent"]),
+                                                    links=[trace.Link(http_span)] if http_span.is_valid else []):
+                    result = await action(conn, current_traceparent())
+        except ActionRefused as exc:
+            raise Problem(exc.status, exc.title, exc.detail) from None
+        request.app.state.runtime.relay.wake()
+        return result
+
+    def _view(s: domain.RoutingState) -> dict:
+        return {"case_id": s.case_id, "case_number": s.case_number, "status": s.status.value,
+                "category": s.category, "risk": s.risk.value, "division_code": s.division_code,
+                "rule_ids": list(s.rule_ids), "catalogue_version": s.catalogue_version, "returns": s.returns,
+                "reopened": s.reopened, "repeats": s.repeats,
+                "dispatches": [{**d.__dict__, "status": d.status.value} for d in s.dispatches]}
+
+    @api.get("/queues/{name}", summary="The manual-triage or callback queue")
+    async def get_queue(name: Literal["manual", "callback"], request: Request, grant=Depends(operators)) -> dict:
+        status = domain.CaseStatus.MANUAL if name == "manual" else domain.CaseStatus.AWAITING_CALLBACK
+        rows = await storage.queue(request.app.state.runtime.pool, status)
+        return {"queue": name, "cases": [
+            {**{k: (str(v) if k == "case_id" else v) for k, v in dict(r).items() if k not in ("decided_at", "updated_at")},
+             "since": r["updated_at"].isoformat()}
+            for r in rows if may_act_in(grant, r["division_code"])]}
+
+    @api.get("/cases/{case_id}", summary="A case's routing state, explained")
+    async def get_case(case_id: UUID, request: Request, grant=Depends(operators)) -> dict:
+        async def action(conn, _tp):
+            return _view((await storage.load_states(conn, [str(case_id)]))[str(case_id)])
+        return await _run(request, grant, case_id, action)
+
+    @api.post("/cases/{case_id}/callback", summary="Record the citizen's satisfaction (回访)")
+    async def callback(case_id: UUID, body: Callback, request: Request, grant=Depends(callers)) -> dict:
+        return _view(await _run(request, grant, case_id, lambda conn, tp: record_callback(
+            conn, router, case_id, body.satisfied, body.note, tp), "router.callback"))
+
+    @api.post("/cases/{case_id}/dispatch", summary="Dispatch from the manual queue, or reassign")
+    async def dispatch(case_id: UUID, body: ManualDispatch, request: Request, grant=Depends(operators)) -> dict:
+        return _view(await _run(request, grant, case_id, lambda conn, tp: manual_dispatch(
+            conn, router, case_id, body.category, body.unit_id, grant.subject, tp), "router.manual_dispatch"))
+
+    @api.post("/dispatches/{dispatch_id}/{verb}", summary="Pause or resume a dispatch's deadline clocks")
+    async def clocks(dispatch_id: UUID, verb: Literal["pause", "resume"], body: ClockAction, request: Request,
+                     grant=Depends(operators)) -> dict:
+        case_id = await request.app.state.runtime.pool.fetchval(
+            "SELECT case_id FROM clocks WHERE dispatch_id = $1 LIMIT 1", dispatch_id)
+        if case_id is None:
+            raise Problem(404, "No such dispatch")
+        clocks_now = await _run(request, grant, case_id, lambda conn, _tp: pause_or_resume(
+            conn, router, dispatch_id, verb == "pause", body.reason, utcnow()), f"router.clocks.{verb}")
+        return {"dispatch_id": str(dispatch_id), "clocks": clocks_now}
+
+    return api
