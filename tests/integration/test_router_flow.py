@@ -1,0 +1,233 @@
+"""The router's handlers on a real PostgreSQL, fed events directly (no broker needed to decide):
+joint dispatch, return and re-route, transfer, refused feedback, callback and rework, manual
+dispatch, and the supervision clocks driven by an injected time — with a restart in the middle."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from services.router import domain, handlers
+from services.router.entry import MIGRATIONS
+from shared.cloudevents import CloudEvent, derive_id, utcnow
+from shared.contracts import (
+    CaseReceived,
+    DispatchAccepted,
+    DispatchResolved,
+    DispatchReturned,
+    DispatchTransferred,
+    Location,
+)
+from shared.db import create_pool, migrate
+from shared.divisions import load_divisions
+from shared.messaging.consumer import Inbound, Reject
+
+ROUTER = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions())
+
+
+@pytest.fixture
+async def pool(database_url: str):  # a router schema of its own per test
+    schema = f"rtest_{secrets.token_hex(3)}"
+    await migrate(database_url, schema, MIGRATIONS)
+    p = await create_pool(database_url, schema)
+    yield p
+    await p.close()
+
+
+def _inbound(data, topic: str, source: str = "/test") -> Inbound:
+    ev = CloudEvent.of(data, source=source, event_id=str(uuid.uuid4()))
+    return Inbound(SimpleNamespace(topic=topic, partition=0, offset=0), ev, data,
+                   "00-" + secrets.token_hex(16) + "-" + secrets.token_hex(8) + "-01")
+
+
+async def _feed(pool, *items: Inbound) -> list[CloudEvent]:
+    async with pool.acquire() as conn, conn.transaction():
+        out = await handlers.build_batch_handler(ROUTER)(conn, list(items))
+        from shared.messaging.outbox import add_to_outbox
+
+        await add_to_outbox(conn, out)
+    return [o.event for o in out]
+
+
+async def _state(pool, case_id) -> domain.RoutingState:
+    from services.router import storage
+
+    async with pool.acquire() as conn, conn.transaction():
+        return (await storage.load_states(conn, [str(case_id)]))[str(case_id)]
+
+
+async def _outbox_types(pool) -> list[str]:
+    import base64
+
+    rows = await pool.fetch("SELECT headers FROM outbox ORDER BY seq")
+    return [base64.b64decode(v).decode() for r in rows for k, v in json.loads(r["headers"]) if k == "ce_type"]
+
+
+def _case(text: str, division: str = "339901001001", flags=(), category=None) -> CaseReceived:
+    return CaseReceived(case_id=uuid.uuid4(), case_number="339901-20261123-00001", channel="hotline",
+                        title=text[:10], description=text, category=category,
+                        location=Location(division_code=division), received_at=utcnow(), risk_flags=list(flags))
+
+
+def _feedback(model_cls, state_dispatch, case_id, **extra):
+    return _inbound(model_cls(case_id=case_id, dispatch_id=uuid.UUID(state_dispatch.dispatch_id),
+                              unit_id=state_dispatch.unit_id, **extra),
+                    f"feedback.{state_dispatch.unit_kind}", f"/departments/{state_dispatch.unit_kind}")
+
+
+async def test_joint_dispatch_sends_each_unit_its_own_dispatch(pool):
+    case = _case("两车追尾发生交通事故，对赔偿有争议")
+    out = await _feed(pool, _inbound(case, "intake.cases"))
+    dispatched = [e for e in out if e.type.endswith("case.dispatched.v1")]
+    assert [(e.data["unit_kind"], e.data["role"]) for e in dispatched] == [("mediation", "lead"), ("police", "assist")]
+    routed = next(e for e in out if e.type.endswith("case.routed.v1"))
+    assert len(routed.data["assignments"]) == 2 and routed.data["catalogue_version"] == ROUTER.catalogue.version
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM clocks WHERE case_id = $1", case.case_id) == 4
+
+
+async def test_return_reroutes_without_the_unit_then_goes_to_the_manual_queue(pool):
+    case = _case("小区门口有人打架")
+    await _feed(pool, _inbound(case, "intake.cases"))
+    seen = []
+    for expected in ("police-339901", "police-339900", None):
+        lead = (await _state(pool, case.case_id)).lead
+        seen.append(lead.unit_id)
+        out = await _feed(pool, _feedback(DispatchReturned, lead, case.case_id, reason="不属于本单位管辖"))
+        if expected:
+            routed = next(e for e in out if e.type.endswith("case.routed.v1"))
+            assert routed.data["reason"] == "return" and routed.data["unit_id"] == expected
+    assert seen == ["police-339901001", "police-339901", "police-339900"]
+    assert [e.type for e in out] == ["org.onewindow.case.manual_triage_required.v1"]
+    state = await _state(pool, case.case_id)
+    assert state.status is domain.CaseStatus.MANUAL and state.returns == 3
+
+
+async def test_transfer_to_a_named_unit_and_refused_transfers(pool):
+    case = _case("邻居家漏水，邻里纠纷")
+    await _feed(pool, _inbound(case, "intake.cases"))
+    lead = (await _state(pool, case.case_id)).lead
+    with pytest.raises(Reject, match="does not serve"):
+        await _feed(pool, _feedback(DispatchTransferred, lead, case.case_id, reason="转办",
+                                    target_unit_id="mediation-339902"))
+    assert (await _state(pool, case.case_id)).lead.dispatch_id == lead.dispatch_id, "refused: state unchanged"
+    out = await _feed(pool, _feedback(DispatchTransferred, lead, case.case_id, reason="涉及物业",
+                                      target_unit_id="mediation-339901-property"))
+    routed = next(e for e in out if e.type.endswith("case.routed.v1"))
+    assert routed.data["reason"] == "transfer" and routed.data["unit_id"] == "mediation-339901-property"
+
+
+async def test_feedback_that_does_not_fit_is_refused_and_changes_nothing(pool):
+    case = _case("有人打架")
+    await _feed(pool, _inbound(case, "intake.cases"))
+    before = await _state(pool, case.case_id)
+    lead = before.lead
+    wrong_unit = SimpleNamespace(dispatch_id=lead.dispatch_id, unit_id="police-339902", unit_kind="police")
+    other_topic = SimpleNamespace(dispatch_id=lead.dispatch_id, unit_id=lead.unit_id, unit_kind="court")
+    unknown_case = _inbound(DispatchAccepted(case_id=uuid.uuid4(), dispatch_id=uuid.uuid4(), unit_id="x"),
+                            "feedback.police")
+    for bad in (_feedback(DispatchAccepted, wrong_unit, case.case_id),
+                _feedback(DispatchAccepted, other_topic, case.case_id), unknown_case):
+        with pytest.raises(Reject):
+            await _feed(pool, bad)
+    assert await _state(pool, case.case_id) == before
+
+
+async def test_unknown_category_and_division_are_refused(pool):
+    with pytest.raises(Reject, match="not in catalogue"):
+        await _feed(pool, _inbound(_case("有人打架", category="no.such"), "intake.cases"))
+    with pytest.raises(Reject, match="unknown division"):
+        await _feed(pool, _inbound(_case("有人打架", division="339909001001"), "intake.cases"))
+
+
+async def test_callback_closes_or_reopens_for_rework_then_escalates(pool):
+    case = _case("有人打架")
+    await _feed(pool, _inbound(case, "intake.cases"))
+
+    async def resolve_lead():
+        lead = (await _state(pool, case.case_id)).lead
+        await _feed(pool, _feedback(DispatchAccepted, lead, case.case_id),
+                    _feedback(DispatchResolved, lead, case.case_id, summary="已处置"))
+        return lead
+
+    first = await resolve_lead()
+    async with pool.acquire() as conn, conn.transaction():
+        with pytest.raises(handlers.ActionRefused):  # no callback before the resolution...
+            await handlers.record_callback(conn, ROUTER, uuid.uuid4(), True, None, None)
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "还是很吵", None)
+    assert state.status is domain.CaseStatus.DISPATCHED and state.lead.unit_id == first.unit_id  # 重办
+    await resolve_lead()
+    async with pool.acquire() as conn, conn.transaction():
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "仍未解决", None)
+    assert state.lead.unit_id == "police-339901" and state.reopened == 2  # escalated a level up
+    await resolve_lead()
+    async with pool.acquire() as conn, conn.transaction():
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, True, None, None)
+    assert state.status is domain.CaseStatus.CLOSED
+    types = [t for t in await _outbox_types(pool) if "callback" in t or "reopened" in t or "escalated" in t
+             or "closed" in t]
+    assert types == ["org.onewindow.case.callback_recorded.v1", "org.onewindow.case.reopened.v1",
+                     "org.onewindow.case.callback_recorded.v1", "org.onewindow.case.reopened.v1",
+                     "org.onewindow.case.escalated.v1", "org.onewindow.case.callback_recorded.v1",
+                     "org.onewindow.case.closed.v1"]
+
+
+async def test_manual_dispatch_from_the_queue(pool):
+    case = _case("路灯坏了好几天")
+    await _feed(pool, _inbound(case, "intake.cases"))
+    assert (await _state(pool, case.case_id)).status is domain.CaseStatus.MANUAL
+    async with pool.acquire() as conn, conn.transaction():
+        with pytest.raises(handlers.ActionRefused, match="not in catalogue"):
+            await handlers.manual_dispatch(conn, ROUTER, case.case_id, "no.such", None, "op", None)
+        state = await handlers.manual_dispatch(conn, ROUTER, case.case_id, "petition.complaint", None, "op", None)
+    assert state.status is domain.CaseStatus.DISPATCHED and state.lead.unit_id == "petition-339901"
+
+
+async def test_clocks_turn_yellow_then_red_once_and_survive_a_restart(pool, database_url):
+    case = _case("小区门口有人打架")  # acknowledge in 1 h, resolve in 24 h
+    await _feed(pool, _inbound(case, "intake.cases"))
+    t0 = case.received_at
+    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=30)) == 0
+    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=46)) == 1  # acknowledge: yellow
+    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=50)) == 0  # fires once
+
+    # "restart": a new pool and a new router object; the clocks live in PostgreSQL only
+    schema = await pool.fetchval("SELECT current_schema()")
+    before = await pool.fetchval("SELECT max(seq) FROM outbox")
+    await pool.close()
+    restarted = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions())
+    pool2 = await create_pool(database_url, schema)
+    try:
+        assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(minutes=61)) == 1  # red
+        async with pool2.acquire() as conn:
+            rows = await conn.fetch("SELECT topic, value FROM outbox WHERE seq > $1 ORDER BY seq", before)
+        topics_ = [r["topic"] for r in rows]
+        assert topics_.count("router.decisions") == 2  # the red notice and the escalation
+        assert topics_.count("dispatch.police") == 2  # to the unit and to its superior
+        escalation = next(json.loads(r["value"]) for r in rows if b"to_unit_id" in r["value"])
+        assert escalation["to_unit_id"] == "police-339901"
+
+        # accepting stops the acknowledge clock; pausing the resolve clock holds it
+        lead = (await _state(pool2, case.case_id)).lead
+        async with pool2.acquire() as conn, conn.transaction():
+            out = await handlers.build_batch_handler(restarted)(conn, [_feedback(DispatchAccepted, lead, case.case_id)])
+            from services.router import storage
+
+            await storage.stop_clocks(conn, [])
+            clocks = await handlers.pause_or_resume(conn, restarted, uuid.UUID(lead.dispatch_id), True, "当事人住院",
+                                                    t0 + timedelta(hours=2))
+        assert out == [] and [c["kind"] for c in clocks] == ["resolve"]
+        assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 0  # paused
+        async with pool2.acquire() as conn, conn.transaction():
+            clocks = await handlers.pause_or_resume(conn, restarted, uuid.UUID(lead.dispatch_id), False, "出院",
+                                                    t0 + timedelta(hours=12))
+        assert clocks[0]["due_at"] == (t0 + timedelta(hours=34)).isoformat()  # moved by the 10 h paused
+        assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 1  # yellow at 75 %
+    finally:
+        await pool2.close()
