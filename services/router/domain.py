@@ -150,11 +150,22 @@ def load_units(path: Path = REFERENCE / "units.toml") -> UnitDirectory:
 
 def _phrase_hits(text: str, phrases: list[str], catalogue: Catalogue) -> set[str]:
     """Phrases present as a word, inside a word, or as consecutive words — never across a word boundary."""
-    tokens = catalogue.tokenizer.lcut(text)
-    grams = set(tokens)
-    grams.update(a + b for a, b in zip(tokens, tokens[1:]))
-    grams.update(a + b + c for a, b, c in zip(tokens, tokens[1:], tokens[2:]))
-    return {p for p in phrases if p in grams or any(p in t for t in tokens)}
+    tokens, grams = _segmented(catalogue, text)
+    return {p for p in phrases if p in grams or any(p in t for t in tokens if len(t) > len(p))}
+
+
+def _segmented(catalogue: Catalogue, text: str) -> tuple[list[str], set[str]]:
+    # Triage and risk grading read the same text: segment it once (the last few texts are kept).
+    cache = catalogue.__dict__.setdefault("_segment_cache", {})
+    if text not in cache:
+        if len(cache) > 256:
+            cache.clear()
+        tokens = catalogue.tokenizer.lcut(text)
+        grams = set(tokens)
+        grams.update(a + b for a, b in zip(tokens, tokens[1:]))
+        grams.update(a + b + c for a, b, c in zip(tokens, tokens[1:], tokens[2:]))
+        cache[text] = (tokens, grams)
+    return cache[text]
 
 
 @dataclass(frozen=True)

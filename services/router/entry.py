@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # Reference data is validated here, so a broken catalogue fails at start-up.
     router = Router(domain.load_catalogue(), domain.load_units(), load_divisions())
+    router.catalogue.tokenizer.lcut("预热分词词典")  # load jieba's dictionary now, not on the first case
     tasks: list[asyncio.Task] = []
 
     async def supervise_forever(rt: ServiceRuntime) -> None:
