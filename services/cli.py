@@ -19,6 +19,8 @@ from shared import devstack
 app = typer.Typer(help="OneWindow: one window intake, back-office dispatch.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+contracts_app = typer.Typer(help="Contracts for integrating systems: JSON Schemas, AsyncAPI.", no_args_is_help=True)
+app.add_typer(contracts_app, name="contracts")
 
 
 class ServiceName(StrEnum):
@@ -74,6 +76,31 @@ def topics_create(
 
     asyncio.run(ensure_topics(Settings().kafka_bootstrap_servers, partitions))
     typer.echo("\n".join(ALL_TOPICS))
+
+
+@contracts_app.command("schemas")
+def contracts_schemas(
+    out: Annotated[Path | None, typer.Option(help="directory (default: shared/contracts/schemas)")] = None,
+    release: Annotated[bool, typer.Option(help="also record them as the released baseline")] = False,
+) -> None:
+    """Write the JSON Schema of every event type."""
+    from shared.contracts import schemas
+
+    for path in schemas.write_schemas(out or schemas.SCHEMA_DIR):
+        typer.echo(str(path))
+    if release:
+        schemas.write_schemas(schemas.RELEASED_DIR)
+
+
+@contracts_app.command("asyncapi")
+def contracts_asyncapi(
+    out: Annotated[Path, typer.Option(help="directory to write the documents to")] = Path("asyncapi"),
+) -> None:
+    """Write the AsyncAPI 3 documents: one per service and one per department."""
+    from shared.contracts import asyncapi
+
+    for path in asyncapi.write_documents(out):
+        typer.echo(str(path))
 
 
 @app.command()
