@@ -5,13 +5,21 @@ BIN    := $(VENV)/bin
 
 .PHONY: dev test install lint clean
 
+ASYNCAPI := tests/contract/asyncapi
+
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $@
 
-install: $(BIN)/.installed
+# The official AsyncAPI parser (npm) validates our AsyncAPI documents in the tests.
+$(ASYNCAPI)/node_modules/.installed: $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
+	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	cd $(ASYNCAPI) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed
 
 dev: install  ## start broker, PostgreSQL, the four services and the simulator
 	$(BIN)/onewindow dev

@@ -36,6 +36,7 @@ class Subscription:
     handle: BatchHandler
     validate_contracts: bool = True
     decode_envelopes: bool = True
+    explain: Callable | None = None  # see BatchProcessor: a record for the sender of a dead letter
 
 
 @dataclass
@@ -92,6 +93,7 @@ class ServiceRuntime:
                     handle=sub.handle,
                     validate_contracts=sub.validate_contracts,
                     decode_envelopes=sub.decode_envelopes,
+                    explain=sub.explain,
                     retry_attempts=s.retry_attempts,
                     retry_backoff_seconds=s.retry_backoff_seconds,
                 )
@@ -159,5 +161,12 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
     add_health(app, ready=lambda: runtime.pool is not None)
     for router in routers or []:
         app.include_router(router)
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi_document() -> dict:
+        """This service's AsyncAPI 3 document (documentation only: no "try it out" publishing)."""
+        from shared.contracts.asyncapi import service_document
+
+        return service_document(runtime.service)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
     return app

@@ -35,10 +35,16 @@ def feedback_topic(kind: UnitKind | str) -> str:
     return f"feedback.{UnitKind(kind).value}"
 
 
+def rejection_topic(kind: UnitKind | str) -> str:
+    """The topic that tells a department why its feedback was refused (it may read only its own)."""
+    return f"rejections.{UnitKind(kind).value}"
+
+
 DISPATCH_TOPICS = [dispatch_topic(k) for k in UnitKind]
+REJECTION_TOPICS = [rejection_topic(k) for k in UnitKind]
 FEEDBACK_TOPICS = [feedback_topic(k) for k in UnitKind]
 CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, *DISPATCH_TOPICS, *FEEDBACK_TOPICS]
-ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, DEAD_LETTER]
+ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DEAD_LETTER]
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: list[str] | None = None) -> None:

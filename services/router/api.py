@@ -72,6 +72,12 @@ def build_api(settings: Settings, router: Router) -> APIRouter:
                 "reopened": s.reopened, "repeats": s.repeats,
                 "dispatches": [{**d.__dict__, "status": d.status.value} for d in s.dispatches]}
 
+    @api.get("/contracts/departments/{kind}.json", summary="A department's AsyncAPI document")
+    async def department_contract(kind: Literal["police", "court", "petition", "mediation"]) -> dict:
+        from shared.contracts.asyncapi import department_document
+
+        return department_document(kind)
+
     @api.get("/queues/{name}", summary="The manual-triage or callback queue")
     async def get_queue(name: Literal["manual", "callback"], request: Request, grant=Depends(operators)) -> dict:
         status = domain.CaseStatus.MANUAL if name == "manual" else domain.CaseStatus.AWAITING_CALLBACK

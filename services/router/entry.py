@@ -11,7 +11,13 @@ from fastapi import FastAPI
 
 from services.router import domain
 from services.router.api import build_api
-from services.router.handlers import CONSUMED_TOPICS, Router, build_batch_handler, supervise_once
+from services.router.handlers import (
+    CONSUMED_TOPICS,
+    Router,
+    build_batch_handler,
+    explain_refused_feedback,
+    supervise_once,
+)
 from shared.cloudevents import utcnow
 from shared.divisions import load_divisions
 from shared.runtime import ServiceRuntime, Subscription, service_app
@@ -49,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "router",
         settings,
         MIGRATIONS,
-        subscriptions=lambda _rt: [Subscription("router", CONSUMED_TOPICS, build_batch_handler(router))],
+        subscriptions=lambda _rt: [Subscription("router", CONSUMED_TOPICS, build_batch_handler(router),
+                                                explain=explain_refused_feedback)],
         after_start=after_start,
         before_stop=before_stop,
     )

@@ -418,3 +418,26 @@ async def supervise_once(pool: asyncpg.Pool, router: Router, now: datetime) -> i
         await storage.save_clocks(conn, updates)
         await add_to_outbox(conn, fx.out)
     return sum(1 for o in fx.out if o.topic == topics.ROUTER_DECISIONS and o.event.type == SupervisionNotice.EVENT_TYPE)
+
+
+def explain_refused_feedback(record, error: str):
+    """A `feedback.rejected` event on `rejections.<kind>` for feedback the router dead-lettered, so the
+    department (which may not read the dead-letter topic) learns why. None for other records."""
+    from shared.cloudevents import header_map
+    from shared.contracts import FeedbackRejected
+    from shared.messaging.producer import Record
+
+    if not record.topic.startswith("feedback."):
+        return None
+    kind = record.topic.removeprefix("feedback.")
+    try:
+        h = header_map(record.headers)
+    except ValueError:
+        h = {}
+    about = h.get("ce_subject") or h.get("ce_id") or (record.key or b"").decode(errors="replace") or "unknown"
+    data = FeedbackRejected(about=about, feedback_id=h.get("ce_id"), feedback_source=h.get("ce_source"),
+                            feedback_type=h.get("ce_type"), topic=record.topic, offset=record.offset,
+                            reason=error[:2000])
+    ev = CloudEvent.of(data, source=SOURCE, event_id=derive_id(SOURCE, record.topic, record.partition,
+                                                               record.offset, "rejected"))
+    return Record(topics.rejection_topic(kind), ev.key(), ev.value(), ev.headers(), None, ev.id)

@@ -322,12 +322,30 @@ class CaseClosed(Event):
     reason: str
 
 
+class FeedbackRejected(Contract):
+    """Feedback a department sent that OneWindow refused, with a reason the department can act on."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.feedback.rejected.v1"
+
+    about: str  # the refused event's ce_subject (the case id it claimed), or its ce_id
+    feedback_id: str | None = None
+    feedback_source: str | None = None
+    feedback_type: str | None = None
+    topic: str
+    offset: int
+    reason: str
+
+    def subject(self) -> str:
+        return self.about
+
+
 EVENT_MODELS: dict[str, type[Contract]] = {
     m.EVENT_TYPE: m
     for m in (
         CaseReceived,
         CaseDuplicateReported,
         SubmissionRejected,
+        FeedbackRejected,
         CaseRouted,
         ManualTriageRequired,
         CaseDispatched,

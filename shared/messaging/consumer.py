@@ -89,6 +89,7 @@ class BatchProcessor:
         handle: BatchHandler,
         validate_contracts: bool = True,
         decode_envelopes: bool = True,
+        explain: Callable[[ConsumerRecord, str], Record | None] | None = None,
         retry_attempts: int = 3,
         retry_backoff_seconds: float = 0.2,
     ) -> None:
@@ -99,6 +100,9 @@ class BatchProcessor:
         self._handle = handle
         self._validate = validate_contracts
         self._decode = decode_envelopes
+        # An extra record for the sender, published with each dead letter (e.g. a rejection on a
+        # topic the department may read: it cannot read the dead-letter topic).
+        self._explain = explain
         self._attempts = retry_attempts
         self._backoff = retry_backoff_seconds
 
@@ -210,7 +214,10 @@ class BatchProcessor:
                 extra={"consumer": self.name, "topic": rec.topic, "partition": rec.partition,
                        "offset": rec.offset, "error": error[:300]},
             )
-        await self._producer.send_all([dead_letter_record(rec, error, self.name) for rec, error in dead])
+        records = [dead_letter_record(rec, error, self.name) for rec, error in dead]
+        if self._explain:
+            records += [r for r in (self._explain(rec, error) for rec, error in dead) if r is not None]
+        await self._producer.send_all(records)
 
 
 def dead_letter_record(rec: ConsumerRecord, error: str, consumer: str) -> Record:
