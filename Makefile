@@ -16,6 +16,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 # The official AsyncAPI parser (npm) validates our AsyncAPI documents in the tests.
 $(ASYNCAPI)/node_modules/.installed: $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	command -v kcat >/dev/null || (apt-get update -qq && apt-get install -y -qq kcat)
 	cd $(ASYNCAPI) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

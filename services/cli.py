@@ -54,6 +54,7 @@ def simulate(
     kinds: Annotated[str, typer.Option(help="comma-separated unit kinds to play")] = "police,court,petition",
     accept_delay: Annotated[float, typer.Option(min=0, max=3600, help="seconds before signing for a batch")] = 0.1,
     resolve_delay: Annotated[float, typer.Option(min=0, max=3600, help="seconds before resolving it")] = 0.2,
+    skip_units: Annotated[str, typer.Option(help="comma-separated unit ids played by real systems instead")] = "",
 ) -> None:
     """Play the external departments: accept and resolve every dispatch of the given kinds."""
     from services.simulator.main import main as simulator_main
@@ -63,7 +64,7 @@ def simulate(
     bad = [k for k in chosen if k not in {u.value for u in UnitKind}]
     if bad or not chosen:
         raise typer.BadParameter(f"unknown unit kind(s): {', '.join(bad) or '(none given)'}", param_hint="--kinds")
-    simulator_main(chosen, accept_delay, resolve_delay)
+    simulator_main(chosen, accept_delay, resolve_delay, {u.strip() for u in skip_units.split(",") if u.strip()})
 
 
 @topics_app.command("create")

@@ -156,6 +156,7 @@ def service_processes(
     log_dir: Path | None = None,
     simulator: bool = True,
     ports: dict[str, int] | None = None,
+    simulator_args: list[str] | None = None,
 ) -> list[ServiceProcess]:
     """The four services (on their fixed ports unless given others) and, optionally, the simulator."""
     ports = ports or SERVICE_PORTS
@@ -165,6 +166,6 @@ def service_processes(
         for name in SERVICE_PORTS
     ]
     if simulator:
-        procs.append(ServiceProcess("simulator", ["simulate"], env, None,
+        procs.append(ServiceProcess("simulator", ["simulate", *(simulator_args or [])], env, None,
                                     log_dir / "simulator.log" if log_dir else None))
     return procs

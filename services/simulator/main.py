@@ -46,6 +46,7 @@ async def run_simulator(
     accept_delay: float,
     resolve_delay: float,
     stop: asyncio.Event,
+    skip_units: set[str] = frozenset(),
 ) -> None:
     """Consume dispatches of `kinds` until `stop` is set; then finish the batch, commit and leave."""
     await topics.ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
@@ -78,6 +79,8 @@ async def run_simulator(
                     except (EnvelopeError, ContractError) as exc:
                         log.warning("ignoring an invalid dispatch", extra={"offset": rec.offset, "error": str(exc)})
                         continue
+                    if dispatch.unit_id in skip_units:
+                        continue  # that unit is played by a real (or test) system
                     work.append((dispatch, ev.traceparent))
             await asyncio.sleep(accept_delay)
             await producer.send_all([feedback(d, "accepted", tp) for d, tp in work])
@@ -91,7 +94,7 @@ async def run_simulator(
         await producer.stop()
 
 
-def main(kinds: list[str], accept_delay: float, resolve_delay: float) -> None:
+def main(kinds: list[str], accept_delay: float, resolve_delay: float, skip_units: set[str] = frozenset()) -> None:
     """Run the simulator until SIGINT/SIGTERM."""
     settings = Settings()
     setup_logging("simulator", settings.log_level)
@@ -102,6 +105,7 @@ def main(kinds: list[str], accept_delay: float, resolve_delay: float) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_simulator(settings, [topics.UnitKind(k) for k in kinds], accept_delay, resolve_delay, stop)
+        await run_simulator(settings, [topics.UnitKind(k) for k in kinds], accept_delay, resolve_delay, stop,
+                            skip_units)
 
     asyncio.run(_main())

@@ -14,6 +14,9 @@ from shared import devstack
 from tests.conftest import CLERK, OPERATOR, read_topic
 
 
+FOREIGN_UNIT = "police-339902004"
+
+
 class Stack:
     """Handles on the running processes plus helpers the tests share."""
 
@@ -74,7 +77,9 @@ class Stack:
 def stack(service_env: dict[str, str], workdir: Path):
     ports = {name: devstack.free_port() for name in devstack.SERVICE_PORTS}
     log_dir = workdir / "logs"
-    procs = devstack.service_processes(service_env, log_dir, simulator=True, ports=ports)
+    # The police station of 马坪镇 is played by the tests' own "foreign" department system.
+    procs = devstack.service_processes(service_env, log_dir, simulator=True, ports=ports,
+                                       simulator_args=["--skip-units", FOREIGN_UNIT])
     for p in procs:
         p.start()
     try:
