@@ -69,14 +69,18 @@ def simulate(
 
 @topics_app.command("create")
 def topics_create(
-    partitions: Annotated[int, typer.Option(min=1, max=1000)] = 3,
+    partitions: Annotated[int, typer.Option(min=1, max=1000, help="partitions per topic")] = 3,
+    replication: Annotated[int, typer.Option(min=1, max=10, help="replication factor")] = 1,
 ) -> None:
-    """Create every OneWindow topic that is missing."""
+    """Create every OneWindow topic that is missing (retention per topic: shared/topics.py)."""
     from shared.settings import Settings
-    from shared.topics import ALL_TOPICS, ensure_topics
+    from shared.topics import ALL_TOPICS, ensure_topics, topic_config
 
-    asyncio.run(ensure_topics(Settings().kafka_bootstrap_servers, partitions))
-    typer.echo("\n".join(ALL_TOPICS))
+    s = Settings()
+    asyncio.run(ensure_topics(s.kafka_bootstrap_servers, partitions, replication=replication,
+                              **s.kafka_client_options()))
+    for t in ALL_TOPICS:
+        typer.echo(f"{t}\t{topic_config(t)}")
 
 
 @contracts_app.command("schemas")

@@ -66,11 +66,12 @@ class ServiceRuntime:
         setup_telemetry(self.service)
         await migrate(s.database_url, self.service, self.migrations)
         self.pool = await create_pool(s.database_url, self.service, min_size=s.db_pool_min, max_size=s.db_pool_max)
-        self.producer = EventProducer(s.kafka_bootstrap_servers, client_id=f"onewindow-{self.service}")
+        client = s.kafka_client_options()  # fails at start-up on an incomplete SASL configuration
+        self.producer = EventProducer(s.kafka_bootstrap_servers, client_id=f"onewindow-{self.service}", **client)
         producer = self.producer
 
         async def connect() -> None:
-            await topics.ensure_topics(s.kafka_bootstrap_servers, s.topic_partitions)
+            await topics.ensure_topics(s.kafka_bootstrap_servers, s.topic_partitions, **client)
             await producer.start()
 
         self.relay = OutboxRelay(
@@ -112,7 +113,8 @@ class ServiceRuntime:
         delay = 0.5
         while True:
             try:
-                await topics.ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.topic_partitions)
+                await topics.ensure_topics(self.settings.kafka_bootstrap_servers, self.settings.topic_partitions,
+                                           **self.settings.kafka_client_options())
                 await self.broker.start()
                 log.info("consumers started")
                 return

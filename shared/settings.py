@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +32,12 @@ class Settings(BaseSettings):
         "postgresql://postgres@127.0.0.1:5432/postgres",
         validation_alias=AliasChoices("DATABASE_URL", "ONEWINDOW_DATABASE_URL"),
     )
+    # Security (production): SASL/SCRAM per service principal; the password from env or a file.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_password_file: Path | None = None
     # Tansu answers a fetch only after its full wait: keep it short for latency (DESIGN.md).
     fetch_max_wait_ms: int = 20
     batch_max_records: int = 500
@@ -52,6 +60,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     log_level: str = "INFO"
     reference_dir: str | None = None
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Keyword arguments for every aiokafka client (producer, consumer, admin)."""
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return {}
+        password = self.kafka_password.get_secret_value() if self.kafka_password else None
+        if password is None and self.kafka_password_file:
+            password = self.kafka_password_file.read_text(encoding="utf-8").strip()
+        if not self.kafka_username or not password:
+            raise ValueError("SASL needs ONEWINDOW_KAFKA_USERNAME and a password (or password file)")
+        return {"security_protocol": self.kafka_security_protocol, "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_username, "sasl_plain_password": password}
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -47,16 +47,35 @@ CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, *DISPATCH_TOP
 ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DEAD_LETTER]
 
 
-async def ensure_topics(bootstrap_servers: str, partitions: int, topics: list[str] | None = None) -> None:
+DAY_MS = 24 * 3600 * 1000
+# Retention per topic, in one place (the topic init job and the services create topics from it).
+# Case topics keep a year: they are the event log that replay and audit rebuilds read.
+RETENTION_MS: dict[str, int] = {
+    **{t: 365 * DAY_MS for t in CASE_TOPICS},
+    SUBMISSIONS: 30 * DAY_MS,
+    SUBMISSION_REJECTIONS: 30 * DAY_MS,
+    **{t: 30 * DAY_MS for t in REJECTION_TOPICS},
+    DEAD_LETTER: 90 * DAY_MS,
+}
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """Kafka topic configuration of a OneWindow topic."""
+    return {"retention.ms": str(RETENTION_MS.get(topic, 7 * DAY_MS))}
+
+
+async def ensure_topics(bootstrap_servers: str, partitions: int, topics: list[str] | None = None,
+                        replication: int = 1, **client: object) -> None:
     """Create any missing topic (idempotent; a broker that lost its topics gets them back)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in (topics or ALL_TOPICS) if t not in existing]
         if missing:
             try:
-                await admin.create_topics([NewTopic(t, partitions, 1) for t in missing])
+                await admin.create_topics([NewTopic(t, partitions, replication, topic_configs=topic_config(t))
+                                           for t in missing])
             except TopicAlreadyExistsError:
                 pass  # another process created them at the same moment
     finally:

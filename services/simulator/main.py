@@ -49,7 +49,8 @@ async def run_simulator(
     skip_units: set[str] = frozenset(),
 ) -> None:
     """Consume dispatches of `kinds` until `stop` is set; then finish the batch, commit and leave."""
-    await topics.ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions)
+    client = settings.kafka_client_options()
+    await topics.ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions, **client)
     consumer = AIOKafkaConsumer(
         *[topics.dispatch_topic(k) for k in kinds],
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -57,8 +58,9 @@ async def run_simulator(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        **client,
     )
-    producer = EventProducer(settings.kafka_bootstrap_servers, client_id="department-simulator")
+    producer = EventProducer(settings.kafka_bootstrap_servers, client_id="department-simulator", **client)
     await producer.start()
     await consumer.start()
     try:

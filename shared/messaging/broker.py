@@ -17,8 +17,17 @@ from shared.settings import Settings
 
 def create_broker(settings: Settings, service: str) -> KafkaBroker:
     """A KafkaBroker for one service process. Built in factories only, never at import."""
+    security = None
+    options = settings.kafka_client_options()
+    if options:
+        from faststream.security import SASLScram256, SASLScram512
+
+        scram = SASLScram512 if settings.kafka_sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
+        security = scram(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                         use_ssl=settings.kafka_security_protocol == "SASL_SSL")
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=security,
         client_id=f"onewindow-{service}",
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
         graceful_timeout=20.0,

@@ -29,8 +29,9 @@ class Record:
 class EventProducer:
     """aiokafka producer tuned for the local broker and any Kafka (no idempotence: Tansu lacks it)."""
 
-    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+    def __init__(self, bootstrap_servers: str, client_id: str, **client: object) -> None:
         self._producer = AIOKafkaProducer(
+            **client,
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
             acks="all",
