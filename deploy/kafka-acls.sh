@@ -26,6 +26,10 @@ for kind in police court petition; do
     --group "$kind-" --resource-pattern-type prefixed
 done
 
+# The court also takes mediation's outcomes, 司法确认 requests and hand-offs, and refers disputes.
+allow court Read court.mediation
+allow court Write court.referrals
+
 # Services.
 user intake
 allow intake Read intake.submissions; group intake intake; group intake intake-status
@@ -41,12 +45,13 @@ for kind in police court petition mediation; do
 done
 
 user mediation
-allow mediation Read dispatch.mediation; group mediation mediation
+allow mediation Read dispatch.mediation; allow mediation Read court.referrals; group mediation mediation
+allow mediation Write court.mediation
 allow mediation Write feedback.mediation; allow mediation Write mediation.events; allow mediation Write deadletter
 
 user audit
 group audit audit; group audit audit-deadletters
-for topic in intake.cases router.decisions mediation.events deadletter \
+for topic in intake.cases router.decisions mediation.events court.referrals court.mediation deadletter \
              dispatch.police dispatch.court dispatch.petition dispatch.mediation \
              feedback.police feedback.court feedback.petition feedback.mediation; do
   allow audit Read "$topic"
@@ -55,4 +60,5 @@ done
 user simulator
 group simulator department-simulator
 for kind in police court petition; do allow simulator Read "dispatch.$kind"; allow simulator Write "feedback.$kind"; done
+allow simulator Read court.mediation; allow simulator Write court.referrals
 echo "ACLs in place"

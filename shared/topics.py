@@ -21,7 +21,9 @@ SUBMISSIONS = "intake.submissions"  # departmental systems submit cases as Cloud
 SUBMISSION_REJECTIONS = "intake.rejections"  # intake → submitter: why a Kafka submission was refused
 CASES_RECEIVED = "intake.cases"  # intake: case received, duplicate reported
 ROUTER_DECISIONS = "router.decisions"  # router: routed, manual triage, closed (later: supervision)
-MEDIATION_EVENTS = "mediation.events"  # mediation lifecycle (later issues)
+MEDIATION_EVENTS = "mediation.events"  # mediation lifecycle: every transition
+COURT_REFERRALS = "court.referrals"  # court → mediation: referrals (诉前调解), confirmation answers
+COURT_MEDIATION = "court.mediation"  # mediation → court: outcomes, 司法确认 requests, litigation hand-offs
 DEAD_LETTER = "deadletter"  # poison records: original bytes + headers + the error
 
 
@@ -43,7 +45,8 @@ def rejection_topic(kind: UnitKind | str) -> str:
 DISPATCH_TOPICS = [dispatch_topic(k) for k in UnitKind]
 REJECTION_TOPICS = [rejection_topic(k) for k in UnitKind]
 FEEDBACK_TOPICS = [feedback_topic(k) for k in UnitKind]
-CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, *DISPATCH_TOPICS, *FEEDBACK_TOPICS]
+CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, COURT_REFERRALS, COURT_MEDIATION,
+               *DISPATCH_TOPICS, *FEEDBACK_TOPICS]
 ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DEAD_LETTER]
 
 

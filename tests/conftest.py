@@ -32,6 +32,13 @@ TOKENS = {
     "department-token-0001": {"role": "department", "subject": "police-339901"},
     "auditor-token-0001": {"role": "auditor", "subject": "auditor-1"},
 }
+def _mediator_tokens() -> dict:
+    from services.mediation.domain import load_directory
+
+    return {f"mediator-token-{m.id}": {"role": "mediator", "subject": m.id} for m in load_directory().mediator}
+
+
+TOKENS.update(_mediator_tokens())
 CLERK = {"Authorization": "Bearer clerk-token-0001"}
 OPERATOR = {"Authorization": "Bearer operator-token-0001"}
 

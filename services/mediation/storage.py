@@ -2,19 +2,86 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import asyncpg
 
-from services.mediation.domain import MediationStatus
-from shared.contracts import CaseDispatched
+from services.mediation.domain import OPEN, Mediation, Status
+
+_COLUMNS = ("mediation_id, case_id, case_number, origin, dispatch_id, unit_id, referral_id, committee_id,"
+            " mediator_id, specialty, status, started_at, deadline, sessions, extended, agreement, history,"
+            " traceparent, finished_at")
 
 
-async def record_accepted(conn: asyncpg.Connection, dispatches: list[CaseDispatched], at: datetime) -> None:
-    """Record accepted mediation dispatches in one statement (a dispatch seen before is kept as is)."""
-    await conn.executemany(
-        "INSERT INTO mediation_cases (case_id, dispatch_id, case_number, committee_id, category, status, accepted_at)"
-        " VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (dispatch_id) DO NOTHING",
-        [(d.case_id, d.dispatch_id, d.case_number, d.unit_id, d.category, MediationStatus.ACCEPTED.value, at)
-         for d in dispatches],
+async def open_loads(conn: asyncpg.Connection) -> dict[str, int]:
+    """Open mediations per mediator (for capacity)."""
+    rows = await conn.fetch("SELECT mediator_id, count(*) AS n FROM mediations WHERE status = ANY($1::text[])"
+                            " GROUP BY mediator_id", [s.value for s in OPEN])
+    return {r["mediator_id"]: r["n"] for r in rows}
+
+
+def _mediation(r: asyncpg.Record) -> Mediation:
+    return Mediation(r["mediation_id"], str(r["case_id"]), r["origin"], r["committee_id"], r["mediator_id"],
+                     Status(r["status"]), r["started_at"], r["deadline"], r["sessions"], r["extended"],
+                     json.loads(r["agreement"]) if r["agreement"] else None, json.loads(r["history"]))
+
+
+async def load(conn: asyncpg.Connection, mediation_id: str) -> tuple[Mediation, asyncpg.Record] | None:
+    """A mediation (locked for the transaction) and its row."""
+    r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM mediations WHERE mediation_id = $1 FOR UPDATE", mediation_id)
+    return (_mediation(r), r) if r else None
+
+
+async def exists(conn: asyncpg.Connection, mediation_id: str) -> bool:
+    """Whether a mediation with this id was started."""
+    return bool(await conn.fetchval("SELECT 1 FROM mediations WHERE mediation_id = $1", mediation_id))
+
+
+async def insert(conn: asyncpg.Connection, m: Mediation, **extra) -> None:
+    """Store a new mediation."""
+    await conn.execute(
+        f"INSERT INTO mediations ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,"
+        "$16::jsonb,$17::jsonb,$18,$19) ON CONFLICT DO NOTHING",
+        m.mediation_id, m.case_id, extra.get("case_number"), m.origin, extra.get("dispatch_id"),
+        extra.get("unit_id"), extra.get("referral_id"), m.committee_id, m.mediator_id, extra.get("specialty"),
+        m.status.value, m.started_at, m.deadline, m.sessions, m.extended, None, json.dumps(m.history),
+        extra.get("traceparent"), None,
+    )
+
+
+async def save(conn: asyncpg.Connection, m: Mediation, now: datetime) -> None:
+    """Write a mediation's state after transitions."""
+    await conn.execute(
+        "UPDATE mediations SET status = $2, sessions = $3, extended = $4, deadline = $5, agreement = $6::jsonb,"
+        " history = $7::jsonb, finished_at = CASE WHEN $8 THEN coalesce(finished_at, $9) END"
+        " WHERE mediation_id = $1",
+        m.mediation_id, m.status.value, m.sessions, m.extended, m.deadline,
+        json.dumps(m.agreement, ensure_ascii=False) if m.agreement else None,
+        json.dumps(m.history, ensure_ascii=False), m.status not in OPEN, now,
+    )
+
+
+async def of_mediator(pool: asyncpg.Pool, mediator_id: str) -> list[asyncpg.Record]:
+    """A mediator's mediations, open first."""
+    return await pool.fetch(
+        f"SELECT {_COLUMNS} FROM mediations WHERE mediator_id = $1 ORDER BY finished_at NULLS FIRST, started_at",
+        mediator_id)
+
+
+async def overdue(conn: asyncpg.Connection, now: datetime) -> list[str]:
+    """Open mediations past their time limit, locked."""
+    rows = await conn.fetch("SELECT mediation_id FROM mediations WHERE status = ANY($1::text[]) AND deadline <= $2"
+                            " FOR UPDATE SKIP LOCKED", [s.value for s in OPEN], now)
+    return [r["mediation_id"] for r in rows]
+
+
+async def figures(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Per committee: finished, agreed, average days to outcome, open."""
+    return await pool.fetch(
+        "SELECT committee_id, count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,"
+        " count(*) FILTER (WHERE status IN ('agreement_reached', 'confirmation_requested', 'confirmed',"
+        " 'confirmation_refused')) AS agreed,"
+        " avg(extract(epoch FROM finished_at - started_at) / 86400) FILTER (WHERE finished_at IS NOT NULL) AS days,"
+        " count(*) FILTER (WHERE finished_at IS NULL) AS open FROM mediations GROUP BY committee_id"
     )

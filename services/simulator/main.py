@@ -15,7 +15,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import topics
 from shared.cloudevents import CloudEvent, ContractError, EnvelopeError, decode, derive_id
-from shared.contracts import CaseDispatched, DispatchAccepted, DispatchResolved, SupervisionNotice
+from shared.contracts import (
+    CaseDispatched,
+    ConfirmationDecided,
+    DispatchAccepted,
+    DispatchResolved,
+    MediationToCourt,
+    SupervisionNotice,
+)
 from shared.logs import setup_logging
 from shared.messaging.producer import EventProducer, Record
 from shared.settings import Settings
@@ -35,6 +42,16 @@ def feedback(dispatch: CaseDispatched, step: str, traceparent: str | None) -> Re
     return _record(dispatch, ev, traceparent)
 
 
+def confirmation(request: MediationToCourt, traceparent: str | None) -> Record:
+    """The simulated court confirms an agreement (司法确认)."""
+    source = "/departments/court/simulator"
+    data = ConfirmationDecided(case_id=request.case_id, mediation_id=request.mediation_id, confirmed=True,
+                               note="经审查，调解协议符合确认条件（模拟）")
+    ev = CloudEvent.of(data, source=source, event_id=derive_id(source, request.mediation_id, "confirmation"))
+    ev = ev.with_traceparent(traceparent)
+    return Record(topics.COURT_REFERRALS, ev.key(), ev.value(), ev.headers(), traceparent, ev.id)
+
+
 def _record(dispatch: CaseDispatched, ev: CloudEvent, traceparent: str | None) -> Record:
     ev = ev.with_traceparent(traceparent)
     return Record(topics.feedback_topic(dispatch.unit_kind), ev.key(), ev.value(), ev.headers(), traceparent, ev.id)
@@ -51,8 +68,9 @@ async def run_simulator(
     """Consume dispatches of `kinds` until `stop` is set; then finish the batch, commit and leave."""
     client = settings.kafka_client_options()
     await topics.ensure_topics(settings.kafka_bootstrap_servers, settings.topic_partitions, **client)
+    court_topics = [topics.COURT_MEDIATION] if topics.UnitKind.COURT in kinds else []
     consumer = AIOKafkaConsumer(
-        *[topics.dispatch_topic(k) for k in kinds],
+        *[topics.dispatch_topic(k) for k in kinds], *court_topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id="department-simulator",
         enable_auto_commit=False,
@@ -69,6 +87,7 @@ async def run_simulator(
             if not batch:
                 continue
             work: list[tuple[CaseDispatched, str | None]] = []
+            answers: list[Record] = []
             for records in batch.values():
                 for rec in records:
                     try:
@@ -76,6 +95,10 @@ async def run_simulator(
                         dispatch = ev.model()
                         if isinstance(dispatch, SupervisionNotice):
                             continue  # a real department would hurry up
+                        if isinstance(dispatch, MediationToCourt):
+                            if dispatch.kind == "confirmation_request":  # the court confirms (司法确认)
+                                answers.append(confirmation(dispatch, ev.traceparent))
+                            continue
                         if not isinstance(dispatch, CaseDispatched):
                             raise ContractError(f"not a dispatch: {ev.type}")
                     except (EnvelopeError, ContractError) as exc:
@@ -85,7 +108,7 @@ async def run_simulator(
                         continue  # that unit is played by a real (or test) system
                     work.append((dispatch, ev.traceparent))
             await asyncio.sleep(accept_delay)
-            await producer.send_all([feedback(d, "accepted", tp) for d, tp in work])
+            await producer.send_all(answers + [feedback(d, "accepted", tp) for d, tp in work])
             await asyncio.sleep(resolve_delay)
             await producer.send_all([feedback(d, "resolved", tp) for d, tp in work])
             await consumer.commit({TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1

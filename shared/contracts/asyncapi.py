@@ -28,6 +28,9 @@ TOPIC_MESSAGES: dict[str, list[str]] = {
         "org.onewindow.supervision.notice.v1", "org.onewindow.case.escalated.v1",
         "org.onewindow.case.callback_recorded.v1", "org.onewindow.case.reopened.v1", "org.onewindow.case.closed.v1",
     ],
+    topics.MEDIATION_EVENTS: ["org.onewindow.mediation.transitioned.v1"],
+    topics.COURT_REFERRALS: ["org.onewindow.court.referral.v1", "org.onewindow.court.confirmation_decided.v1"],
+    topics.COURT_MEDIATION: ["org.onewindow.mediation.to_court.v1"],
     **{topics.dispatch_topic(k): DISPATCH_TYPES for k in UnitKind},
     **{topics.feedback_topic(k): FEEDBACK_TYPES for k in UnitKind},
     **{topics.rejection_topic(k): ["org.onewindow.feedback.rejected.v1"] for k in UnitKind},
@@ -37,8 +40,9 @@ SERVICES: dict[str, dict[str, list[str]]] = {
                "send": [topics.CASES_RECEIVED, topics.SUBMISSION_REJECTIONS]},
     "router": {"receive": [topics.CASES_RECEIVED, *topics.FEEDBACK_TOPICS],
                "send": [topics.ROUTER_DECISIONS, *topics.DISPATCH_TOPICS, *topics.REJECTION_TOPICS]},
-    "mediation": {"receive": [topics.dispatch_topic(UnitKind.MEDIATION)],
-                  "send": [topics.feedback_topic(UnitKind.MEDIATION)]},
+    "mediation": {"receive": [topics.dispatch_topic(UnitKind.MEDIATION), topics.COURT_REFERRALS],
+                  "send": [topics.feedback_topic(UnitKind.MEDIATION), topics.MEDIATION_EVENTS,
+                           topics.COURT_MEDIATION]},
     "audit": {"receive": [t for t in TOPIC_MESSAGES if t not in (topics.SUBMISSIONS, topics.SUBMISSION_REJECTIONS)],
               "send": []},
 }
@@ -170,13 +174,15 @@ def service_document(service: str) -> dict:
 def department_document(kind: UnitKind | str) -> dict:
     """A department's contract: receive dispatches and notices on its dispatch topic, send feedback."""
     kind = UnitKind(kind)
+    court = [topics.COURT_MEDIATION] if kind is UnitKind.COURT else []
+    court_send = [topics.COURT_REFERRALS] if kind is UnitKind.COURT else []
     return document(
         f"OneWindow for {kind.value} departments",
         f"Receive dispatches (派单) and supervision notices (督办) on {topics.dispatch_topic(kind)}; send "
         f"accept (签收), progress, return (退单), transfer (转办) and resolve (办结) on {topics.feedback_topic(kind)}. "
         f"Refused feedback is explained on {topics.rejection_topic(kind)}. See docs/integration.md.",
-        [topics.dispatch_topic(kind), topics.rejection_topic(kind)],
-        [topics.feedback_topic(kind)],
+        [topics.dispatch_topic(kind), topics.rejection_topic(kind), *court],
+        [topics.feedback_topic(kind), *court_send],
     )
 
 

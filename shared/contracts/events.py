@@ -322,6 +322,58 @@ class CaseClosed(Event):
     reason: str
 
 
+class MediationTransitioned(Event):
+    """A mediation moved from one state to another (every transition is one of these)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.mediation.transitioned.v1"
+
+    mediation_id: str
+    origin: str  # "dispatch" | "court_referral"
+    committee_id: str
+    mediator_id: str
+    from_status: str | None
+    to_status: str
+    note: str | None = None
+    agreement: dict | None = None
+
+
+class CourtReferral(Event):
+    """诉前调解: a court refers a filed dispute to mediation before litigation."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.court.referral.v1"
+
+    referral_id: Annotated[str, Field(min_length=1, max_length=64)]
+    court_unit_id: str
+    court_case_number: Annotated[str, Field(min_length=1, max_length=64)]
+    division_code: DivisionCode
+    summary: Annotated[str, Field(min_length=1, max_length=5000)]
+    specialty: str | None = None
+
+
+class ConfirmationDecided(Event):
+    """The court's answer to a request for judicial confirmation (司法确认) of an agreement."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.court.confirmation_decided.v1"
+
+    mediation_id: str
+    confirmed: bool
+    note: str | None = None
+
+
+class MediationToCourt(Event):
+    """Mediation → court: the outcome of a referral, a request for judicial confirmation, or a
+    failed dispute handed on to litigation (kind: outcome | confirmation_request | litigation_handoff)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.mediation.to_court.v1"
+
+    kind: str
+    mediation_id: str
+    referral_id: str | None = None
+    outcome: str | None = None
+    agreement: dict | None = None
+    note: str | None = None
+
+
 class FeedbackRejected(Contract):
     """Feedback a department sent that OneWindow refused, with a reason the department can act on."""
 
@@ -346,6 +398,10 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         CaseDuplicateReported,
         SubmissionRejected,
         FeedbackRejected,
+        MediationTransitioned,
+        CourtReferral,
+        ConfirmationDecided,
+        MediationToCourt,
         CaseRouted,
         ManualTriageRequired,
         CaseDispatched,

@@ -51,9 +51,9 @@ def test_every_unit_kind_is_dispatched_handled_and_traced(stack):
     for kind, case_id in submitted.items():
         if kind == "mediation":
             # the mediation service signs for it; the mediation lifecycle comes in a later issue
-            events = stack.wait_timeline(case_id, "org.onewindow.dispatch.accepted.v1")
-            assert [e["type"] for e in events] == EXTERNAL_LOOP[:4]
-            assert events[-1]["source"] == "/onewindow/mediation"
+            events = stack.wait_timeline(case_id, "org.onewindow.mediation.transitioned.v1")
+            assert [e["type"] for e in events] == [*EXTERNAL_LOOP[:4], "org.onewindow.mediation.transitioned.v1"]
+            assert events[3]["source"] == "/onewindow/mediation" and events[4]["data"]["to_status"] == "assigned"
         else:
             events = stack.close_case(case_id)
             assert [e["type"] for e in events] == EXTERNAL_LOOP
