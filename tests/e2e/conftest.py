@@ -52,9 +52,15 @@ class Stack:
                           json={"satisfied": satisfied, "note": note})
 
     def close_case(self, case_id: str, timeout: float = 30.0) -> list[dict]:
-        """Wait until the unit resolved the case, record a satisfied callback, wait for the closure."""
-        self.wait_timeline(case_id, "org.onewindow.dispatch.resolved.v1", timeout)
-        r = self.callback(case_id)
+        """Wait until the callback is due (the lead unit resolved the case), record a satisfied
+        callback, and wait for the closure in audit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.callback(case_id)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            assert r.status_code in (404, 409), r.text  # not routed yet / not resolved yet
+            time.sleep(0.2)
         assert r.status_code == 200, r.text
         return self.wait_timeline(case_id, "org.onewindow.case.closed.v1", timeout)
 
