@@ -108,6 +108,39 @@ def contracts_asyncapi(
         typer.echo(str(path))
 
 
+audit_app = typer.Typer(help="The audit trace.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    case: Annotated[str | None, typer.Option(help="verify one case's chain only")] = None,
+    schema: Annotated[str, typer.Option(help="the audit schema")] = "audit",
+    checkpoint: Annotated[bool, typer.Option(help="sign a checkpoint of the heads first")] = False,
+) -> None:
+    """Recompute the hash chains (and signed checkpoints); exit 1 naming the first broken record."""
+    from services.audit import verification
+    from shared.db import create_pool
+    from shared.settings import Settings
+
+    s = Settings()
+    key = s.audit_signing_key.get_secret_value().encode()
+
+    async def run() -> dict:
+        pool = await create_pool(s.database_url, schema, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                if checkpoint:
+                    await verification.take_checkpoint(conn, key, s.audit_key_id)
+                return await verification.verify(conn, key, case)
+        finally:
+            await pool.close()
+
+    result = asyncio.run(run())
+    typer.echo(json.dumps(result, ensure_ascii=False))
+    raise typer.Exit(0 if result["intact"] else 1)
+
+
 @app.command()
 def dev(
     state_dir: Annotated[Path, typer.Option(help="where the embedded PostgreSQL keeps its data")] = Path(".onewindow"),

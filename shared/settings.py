@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     # token -> grant, as JSON: {"secret": {"role": "clerk", "divisions": ["339901"]}}
     tokens: dict[str, TokenGrant] = Field(default_factory=dict)
     supervision_interval_seconds: float = 15
+    # Audit checkpoints: HMAC key (keep it outside the database) and how often to sign chain heads.
+    audit_signing_key: SecretStr = SecretStr("dev-only-audit-key-change-me")
+    audit_key_id: str = "dev"
+    audit_checkpoint_seconds: float = 300
     duplicate_window_hours: float = 72
     duplicate_threshold: float = 0.6
     host: str = "127.0.0.1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,3 +66,21 @@ def first_broken(records: Iterable[tuple[TraceRecord, bytes | None, bytes]]) -> 
         prev = stored_hash
         expected_seq += 1
     return None
+
+
+def checkpoint_digest(heads: Iterable[tuple[str, int, bytes]]) -> bytes:
+    """One digest over every case chain's head (case id, last seq, last hash), in case-id order."""
+    h = hashlib.sha256()
+    for case_id, seq, head in sorted(heads):
+        h.update(f"{case_id}|{seq}|".encode() + head)
+    return h.digest()
+
+
+def sign(digest: bytes, key: bytes) -> str:
+    """HMAC-SHA256 signature of a checkpoint digest (the key stays outside the database)."""
+    return hmac.new(key, digest, hashlib.sha256).hexdigest()
+
+
+def signature_valid(digest: bytes, signature: str, key: bytes) -> bool:
+    """Whether a stored checkpoint's signature matches its digest."""
+    return hmac.compare_digest(sign(digest, key), signature)

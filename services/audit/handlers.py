@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from datetime import datetime
 
-from services.audit import domain, storage
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.audit import domain, storage, verification
 from shared import topics
 from shared.http import Problem, require_roles
 from shared.messaging.consumer import Inbound
@@ -73,6 +75,32 @@ def build_router(settings: Settings) -> APIRouter:
                 for r in records
             ],
         }
+
+    @router.get("/cases", summary="Search cases by their trace", dependencies=[Depends(readers)])
+    async def search_cases(
+        request: Request,
+        case_number: str | None = Query(None, max_length=64),
+        division: str | None = Query(None, pattern=r"^\d{4,12}$"),
+        event_type: str | None = Query(None, max_length=128),
+        unit_id: str | None = Query(None, max_length=64),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = Query(50, ge=1, le=500),
+    ) -> dict:
+        rows = await storage.search(request.app.state.runtime.pool, case_number=case_number, division=division,
+                                    event_type=event_type, unit_id=unit_id, since=since, until=until, limit=limit)
+        return {"cases": [{**dict(r), "last_time": r["last_time"].isoformat()} for r in rows]}
+
+    @router.get("/dead-letters", summary="Records a consumer could not process", dependencies=[Depends(readers)])
+    async def dead_letters(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict:
+        rows = await storage.dead_letters(request.app.state.runtime.pool, limit)
+        return {"dead_letters": [{**dict(r), "key": (r["key"] or b"").decode(errors="replace"),
+                                  "recorded_at": r["recorded_at"].isoformat()} for r in rows]}
+
+    @router.get("/verify", summary="Recompute every chain and checkpoint", dependencies=[Depends(readers)])
+    async def verify_store(request: Request) -> dict:
+        async with request.app.state.runtime.pool.acquire() as conn:
+            return await verification.verify(conn, settings.audit_signing_key.get_secret_value().encode())
 
     @router.get("/cases/{case_id}/verify", summary="Recompute a case's hash chain", dependencies=[Depends(readers)])
     async def verify_case(case_id: str, request: Request) -> dict:
