@@ -57,7 +57,19 @@ class ServiceRuntime:
     before_stop: Callable[["ServiceRuntime"], Awaitable[None]] | None = None
     # True: the service works without Kafka (intake's HTTP window); consumers start once it is up.
     consumers_optional: bool = False
+    # Periodic jobs (supervision ticks, checkpoints): (name, seconds, job(runtime) -> truthy if it wrote).
+    periodic: list[tuple[str, float, Callable[["ServiceRuntime"], Awaitable[object]]]] = field(default_factory=list)
     _consumers_task: asyncio.Task | None = None
+    _periodic_tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def _every(self, name: str, seconds: float, job) -> None:
+        while True:
+            try:
+                if await job(self):
+                    self.relay.wake()  # the job wrote outbox rows
+            except Exception:
+                log.exception("periodic job failed; its next run retries", extra={"job": name})
+            await asyncio.sleep(seconds)
 
     async def start(self) -> None:
         """Migrate, connect, start the relay and the subscriptions."""
@@ -105,6 +117,8 @@ class ServiceRuntime:
                 await connect()
                 await self.broker.start()
         self.relay.start()
+        for name, seconds, job in self.periodic:
+            self._periodic_tasks.append(asyncio.create_task(self._every(name, seconds, job), name=name))
         if self.after_start:
             await self.after_start(self)
         log.info("service started", extra={"service_name": self.service})
@@ -127,6 +141,8 @@ class ServiceRuntime:
         """Graceful shutdown: stop fetching, finish in-flight batches (then commit), drain, close."""
         if self.before_stop:
             await self.before_stop(self)
+        for task in self._periodic_tasks:
+            task.cancel()
         if self._consumers_task and not self._consumers_task.done():
             self._consumers_task.cancel()
         if self.broker:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 
 from pathlib import Path
 
@@ -16,30 +14,16 @@ from shared.runtime import ServiceRuntime, Subscription, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Audit: every case topic → the hash-chained trace; `deadletter` → dead-letter records; HTTP queries."""
     settings = settings or Settings()
-    tasks: list[asyncio.Task] = []
     key = settings.audit_signing_key.get_secret_value().encode()
 
-    async def checkpoint_forever(rt: ServiceRuntime) -> None:
-        while True:
-            await asyncio.sleep(settings.audit_checkpoint_seconds)
-            try:
-                async with rt.pool.acquire() as conn, conn.transaction():
-                    await verification.take_checkpoint(conn, key, settings.audit_key_id)
-            except Exception:
-                log.exception("checkpoint failed; the next one retries")
-
-    async def after_start(rt: ServiceRuntime) -> None:
-        tasks.append(asyncio.create_task(checkpoint_forever(rt), name="audit-checkpoints"))
-
-    async def before_stop(rt: ServiceRuntime) -> None:
-        for t in tasks:
-            t.cancel()
+    async def checkpoint(rt: ServiceRuntime) -> None:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            await verification.take_checkpoint(conn, key, settings.audit_key_id)
 
     runtime = ServiceRuntime(
         "audit",
@@ -50,7 +34,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             Subscription("audit", TRACED_TOPICS, record_events, validate_contracts=False),
             Subscription("audit-deadletters", [topics.DEAD_LETTER], record_dead_letters, decode_envelopes=False),
         ],
-        after_start=after_start,
-        before_stop=before_stop,
+        periodic=[("audit-checkpoints", settings.audit_checkpoint_seconds, checkpoint)],
     )
     return service_app(runtime, title="OneWindow audit", routers=[build_router(settings)])

@@ -6,6 +6,7 @@ import json
 
 import asyncpg
 from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -96,6 +97,31 @@ def build_router(settings: Settings) -> APIRouter:
         rows = await storage.dead_letters(request.app.state.runtime.pool, limit)
         return {"dead_letters": [{**dict(r), "key": (r["key"] or b"").decode(errors="replace"),
                                   "recorded_at": r["recorded_at"].isoformat()} for r in rows]}
+
+    @router.get("/metrics", summary="On-time, satisfaction, mediation, returns, escalations; with rankings",
+                dependencies=[Depends(readers)])
+    async def metrics(
+        request: Request,
+        by: Literal["unit", "town", "county"] = "unit",
+        period: Literal["month", "quarter"] = "month",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict:
+        rows = await storage.metrics(request.app.state.runtime.pool, by, period, since, until)
+        ratio = lambda a, b: round(a / b, 3) if b else None  # noqa: E731
+        figures = [{
+            "key": r["key"], "period": r["period"].date().isoformat(), "dispatches": r["dispatches"],
+            "acknowledged_on_time_rate": ratio(r["acknowledged_on_time"], r["acknowledge_due"]),
+            "handled_on_time_rate": ratio(r["handled_on_time"], r["handle_due"]),
+            "satisfaction_rate": ratio(r["satisfied"], r["callbacks"]),
+            "mediation_success_rate": ratio(r["mediation_agreed"], r["mediation_finished"]),
+            "returns": r["returns"], "escalations": r["escalations"],
+        } for r in rows]
+        ranked = sorted((f for f in figures if f["handled_on_time_rate"] is not None),
+                        key=lambda f: (-f["handled_on_time_rate"], -(f["satisfaction_rate"] or 0), f["key"]))
+        return {"by": by, "period": period, "figures": figures,
+                "ranking": [{"rank": i + 1, "key": f["key"], "period": f["period"],
+                             "handled_on_time_rate": f["handled_on_time_rate"]} for i, f in enumerate(ranked)]}
 
     @router.get("/verify", summary="Recompute every chain and checkpoint", dependencies=[Depends(readers)])
     async def verify_store(request: Request) -> dict:

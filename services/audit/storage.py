@@ -112,3 +112,56 @@ async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
     """The latest dead-letter records."""
     return await pool.fetch("SELECT id, topic, partition, kafka_offset, key, error, consumer, recorded_at"
                             " FROM dead_letters ORDER BY id DESC LIMIT $1", limit)
+
+
+_GROUPS = {"unit": "d.unit_id", "town": "left(d.division, 9)", "county": "left(d.division, 6)"}
+
+
+async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> list[asyncpg.Record]:
+    """Command-centre figures from the trace, per unit, town or county and per month or quarter.
+
+    acknowledged on time: accepted by `acknowledge_by`, among dispatches accepted or past that time;
+    handled on time (及时处置率): resolved by `resolve_by`, among dispatches resolved or past due;
+    satisfaction: satisfied callbacks among callbacks on cases the unit led; mediation success:
+    agreements among finished mediations of the committee; returns and escalations: counts.
+    """
+    key = _GROUPS[by]
+    return await pool.fetch(
+        f"""
+        WITH d AS (
+            SELECT case_id, data->>'dispatch_id' AS dispatch_id, data->>'unit_id' AS unit_id,
+                   coalesce(data->>'role', 'lead') AS role, data->'location'->>'division_code' AS division,
+                   (data->>'acknowledge_by')::timestamptz AS ack_by, (data->>'resolve_by')::timestamptz AS res_by,
+                   time AS at
+            FROM events WHERE type = 'org.onewindow.case.dispatched.v1'
+              AND ($2::timestamptz IS NULL OR time >= $2) AND ($3::timestamptz IS NULL OR time < $3)),
+        fb AS (
+            SELECT data->>'dispatch_id' AS dispatch_id,
+                   min(time) FILTER (WHERE type = 'org.onewindow.dispatch.accepted.v1') AS accepted,
+                   min(time) FILTER (WHERE type = 'org.onewindow.dispatch.resolved.v1') AS resolved,
+                   count(*) FILTER (WHERE type = 'org.onewindow.dispatch.returned.v1') AS returns
+            FROM events WHERE type LIKE 'org.onewindow.dispatch.%' GROUP BY 1),
+        esc AS (SELECT data->>'dispatch_id' AS dispatch_id, count(*) AS n FROM events
+                WHERE type = 'org.onewindow.case.escalated.v1' GROUP BY 1),
+        cb AS (SELECT case_id, count(*) AS calls, count(*) FILTER (WHERE (data->>'satisfied')::boolean) AS satisfied
+               FROM events WHERE type = 'org.onewindow.case.callback_recorded.v1' GROUP BY 1),
+        med AS (SELECT data->>'committee_id' AS unit_id,
+                       count(*) FILTER (WHERE data->>'to_status' = 'agreement_reached') AS agreed,
+                       count(*) FILTER (WHERE data->>'to_status' IN
+                           ('agreement_reached', 'failed', 'withdrawn', 'expired')) AS finished
+                FROM events WHERE type = 'org.onewindow.mediation.transitioned.v1' GROUP BY 1)
+        SELECT {key} AS key, date_trunc($1, d.at) AS period, count(*) AS dispatches,
+               count(*) FILTER (WHERE fb.accepted <= d.ack_by) AS acknowledged_on_time,
+               count(*) FILTER (WHERE fb.accepted IS NOT NULL OR now() > d.ack_by) AS acknowledge_due,
+               count(*) FILTER (WHERE fb.resolved <= d.res_by) AS handled_on_time,
+               count(*) FILTER (WHERE fb.resolved IS NOT NULL OR now() > d.res_by) AS handle_due,
+               coalesce(sum(fb.returns), 0)::bigint AS returns, coalesce(sum(esc.n), 0)::bigint AS escalations,
+               coalesce(sum(cb.satisfied) FILTER (WHERE d.role = 'lead'), 0)::bigint AS satisfied,
+               coalesce(sum(cb.calls) FILTER (WHERE d.role = 'lead'), 0)::bigint AS callbacks,
+               coalesce(max(med.agreed), 0) AS mediation_agreed, coalesce(max(med.finished), 0) AS mediation_finished
+        FROM d LEFT JOIN fb USING (dispatch_id) LEFT JOIN esc USING (dispatch_id)
+               LEFT JOIN cb USING (case_id) LEFT JOIN med ON med.unit_id = d.unit_id
+        GROUP BY 1, 2 ORDER BY 2 DESC, 1
+        """,
+        period, since, until,
+    )

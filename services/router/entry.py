@@ -3,8 +3,6 @@ Kafka, the supervision tick)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -24,7 +22,6 @@ from shared.runtime import ServiceRuntime, Subscription, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,31 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Reference data is validated here, so a broken catalogue fails at start-up.
     router = Router(domain.load_catalogue(), domain.load_units(), load_divisions())
     router.catalogue.tokenizer.lcut("预热分词词典")  # load jieba's dictionary now, not on the first case
-    tasks: list[asyncio.Task] = []
-
-    async def supervise_forever(rt: ServiceRuntime) -> None:
-        while True:
-            try:
-                if await supervise_once(rt.pool, router, utcnow()):
-                    rt.relay.wake()
-            except Exception:
-                log.exception("supervision tick failed; next tick retries")
-            await asyncio.sleep(settings.supervision_interval_seconds)
-
-    async def after_start(rt: ServiceRuntime) -> None:
-        tasks.append(asyncio.create_task(supervise_forever(rt), name="supervision"))
-
-    async def before_stop(rt: ServiceRuntime) -> None:
-        for t in tasks:
-            t.cancel()
-
     runtime = ServiceRuntime(
         "router",
         settings,
         MIGRATIONS,
         subscriptions=lambda _rt: [Subscription("router", CONSUMED_TOPICS, build_batch_handler(router),
                                                 explain=explain_refused_feedback)],
-        after_start=after_start,
-        before_stop=before_stop,
+        # 督办: clocks turn yellow/red and escalate on this tick
+        periodic=[("supervision", settings.supervision_interval_seconds,
+                   lambda rt: supervise_once(rt.pool, router, utcnow()))],
     )
     return service_app(runtime, title="OneWindow router", routers=[build_api(settings, router)])
