@@ -17,6 +17,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 $(ASYNCAPI)/node_modules/.installed: $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	command -v kcat >/dev/null || (apt-get update -qq && apt-get install -y -qq kcat)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	cd $(ASYNCAPI) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 
 import asyncpg
+import asyncio
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from services.audit import domain, storage, verification
 from shared import topics
@@ -19,6 +23,7 @@ from shared.settings import Settings
 from shared.telemetry import trace_id_of
 
 TRACED_TOPICS = topics.CASE_TOPICS
+CONSOLE = Path(__file__).parent / "console" / "index.html"
 
 
 async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
@@ -60,6 +65,11 @@ def build_router(settings: Settings) -> APIRouter:
     """Audit's query API (operators and auditors)."""
     router = APIRouter(prefix="/v1")
     readers = require_roles(settings, "operator", "auditor")
+
+    @router.get("/console", include_in_schema=False)
+    async def console() -> HTMLResponse:
+        """The operator console (a static page; every data call it makes carries the operator's token)."""
+        return HTMLResponse(CONSOLE.read_text(encoding="utf-8"))
 
     @router.get("/cases/{case_id}/timeline", summary="A case's events in order", dependencies=[Depends(readers)])
     async def case_timeline(case_id: str, request: Request) -> dict:
@@ -122,6 +132,30 @@ def build_router(settings: Settings) -> APIRouter:
         return {"by": by, "period": period, "figures": figures,
                 "ranking": [{"rank": i + 1, "key": f["key"], "period": f["period"],
                              "handled_on_time_rate": f["handled_on_time_rate"]} for i, f in enumerate(ranked)]}
+
+    @router.get("/events/stream", summary="Live feed (server-sent events) of newly recorded events",
+                dependencies=[Depends(readers)])
+    async def stream(request: Request, after_id: int | None = Query(None, ge=0)) -> StreamingResponse:
+        pool = request.app.state.runtime.pool
+
+        async def events():
+            last = after_id if after_id is not None else (await pool.fetchval("SELECT max(id) FROM events") or 0)
+            deadline = time.monotonic() + 600  # a feed reconnects every ten minutes at most
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                rows = await pool.fetch("SELECT id, case_id, type, time, data FROM events WHERE id > $1"
+                                        " ORDER BY id LIMIT 200", last)
+                for r in rows:
+                    last = r["id"]
+                    data = json.loads(r["data"])
+                    item = {"id": r["id"], "case_id": r["case_id"], "type": r["type"], "time": r["time"].isoformat(),
+                            "case_number": data.get("case_number"), "unit_id": data.get("unit_id"),
+                            "clock": data.get("clock"), "colour": data.get("colour")}
+                    yield f"id: {r['id']}\ndata: {json.dumps(item, ensure_ascii=False)}\n\n"
+                if not rows:
+                    yield ": keep-alive\n\n"
+                    await asyncio.sleep(0.5)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @router.get("/verify", summary="Recompute every chain and checkpoint", dependencies=[Depends(readers)])
     async def verify_store(request: Request) -> dict:
