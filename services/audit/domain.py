@@ -26,31 +26,35 @@ class TraceRecord:
     trace_id: str | None
     data: dict[str, Any]
 
-    def canonical(self) -> bytes:
-        """The bytes the hash covers: every field, in a fixed JSON form."""
-        return json.dumps(
-            {
-                "case_id": self.case_id,
-                "seq": self.seq,
-                "event_id": self.event_id,
-                "source": self.source,
-                "type": self.type,
-                "time": self.time.astimezone(UTC).isoformat(),
-                "topic": self.topic,
-                "partition": self.partition,
-                "kafka_offset": self.kafka_offset,
-                "trace_id": self.trace_id,
-                "data": self.data,
-            },
-            sort_keys=True,
-            ensure_ascii=False,
-            separators=(",", ":"),
+    def data_json(self) -> str:
+        """The event data in the canonical JSON form (sorted keys, no spaces); stored as is."""
+        return _dumps(self.data)
+
+    def canonical(self, data_json: str | None = None) -> bytes:
+        """The bytes the hash covers: every field as one JSON object with sorted keys and no spaces.
+
+        Written out field by field (same bytes as json.dumps(..., sort_keys=True)) so that the data's
+        JSON, the bulk of the work, is encoded once and reused for storage (`data_json`).
+        """
+        q = _string
+        trace_id = "null" if self.trace_id is None else q(self.trace_id)
+        return (
+            f'{{"case_id":{q(self.case_id)},"data":{data_json if data_json is not None else _dumps(self.data)},'
+            f'"event_id":{q(self.event_id)},"kafka_offset":{int(self.kafka_offset)},'
+            f'"partition":{int(self.partition)},"seq":{int(self.seq)},"source":{q(self.source)},'
+            f'"time":{q(self.time.astimezone(UTC).isoformat())},"topic":{q(self.topic)},'
+            f'"trace_id":{trace_id},"type":{q(self.type)}}}'
         ).encode()
 
 
-def chain_hash(prev_hash: bytes | None, record: TraceRecord) -> bytes:
-    """sha256 over the previous record's hash and this record's content."""
-    return hashlib.sha256((prev_hash or b"") + record.canonical()).digest()
+# One encoder, built once: json.dumps(**options) would build a new encoder for every call.
+_dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+_string = json.encoder.encode_basestring  # a JSON string literal without \\u-escaping non-ASCII, as above
+
+
+def chain_hash(prev_hash: bytes | None, record: TraceRecord, data_json: str | None = None) -> bytes:
+    """sha256 over the previous record's hash and this record's content (`data_json`: its data, pre-encoded)."""
+    return hashlib.sha256((prev_hash or b"") + record.canonical(data_json)).digest()
 
 
 def first_broken(records: Iterable[tuple[TraceRecord, bytes | None, bytes]]) -> int | None:

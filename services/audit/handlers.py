@@ -38,8 +38,9 @@ async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[
             topic=rec.topic, partition=rec.partition, kafka_offset=rec.offset,
             trace_id=trace_id_of(ev.traceparent), data=ev.data,
         )
-        h = domain.chain_hash(prev, record)
-        rows.append((record, prev, h))
+        data_json = record.data_json()
+        h = domain.chain_hash(prev, record, data_json)
+        rows.append((record, data_json, prev, h))
         heads[ev.subject] = (record.seq, h)
     await storage.append_events(conn, rows)
     return []

@@ -25,15 +25,16 @@ async def chain_heads(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict
     return {r["case_id"]: (r["seq"], r["hash"]) for r in rows}
 
 
-async def append_events(conn: asyncpg.Connection, rows: list[tuple[TraceRecord, bytes | None, bytes]]) -> None:
-    """Append records with their chain hashes in one COPY."""
+async def append_events(conn: asyncpg.Connection,
+                        rows: list[tuple[TraceRecord, str, bytes | None, bytes]]) -> None:
+    """Append (record, its data as JSON, prev hash, hash) rows in one COPY."""
     await conn.copy_records_to_table(
         "events",
         columns=EVENT_COLUMNS,
         records=[
             (r.case_id, r.seq, r.event_id, r.source, r.type, r.time, r.topic, r.partition, r.kafka_offset,
-             r.trace_id, json.dumps(r.data, ensure_ascii=False), prev, h)
-            for r, prev, h in rows
+             r.trace_id, data_json, prev, h)
+            for r, data_json, prev, h in rows
         ],
     )
 
@@ -57,6 +58,7 @@ def _record(r: asyncpg.Record) -> TraceRecord:
 
 async def timeline(pool: asyncpg.Pool, case_id: str) -> list[TraceRecord]:
     """A case's events in the order they happened (event time, then ingestion order)."""
+    # served by the (case_id, seq) key; a case has tens of events, sorted by time in PostgreSQL
     rows = await pool.fetch("SELECT * FROM events WHERE case_id = $1 ORDER BY time, seq", case_id)
     return [_record(r) for r in rows]
 

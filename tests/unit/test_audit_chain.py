@@ -48,3 +48,21 @@ def test_time_zone_of_the_same_instant_does_not_change_the_hash():
     r = _chain(1)[0][0]
     same_instant = replace(r, time=r.time.astimezone(timezone(timedelta(hours=8))))
     assert chain_hash(None, r) == chain_hash(None, same_instant)
+
+
+def test_canonical_form_is_sorted_compact_json_of_every_field():
+    """The hashed bytes are exactly json.dumps(sort_keys, compact) of the fields: a verifier in any
+    language can recompute them, and the hand-written fast form cannot drift from that definition."""
+    import json
+
+    r = TraceRecord("case-\"1\"", 7, "e7", "/src\\\n\x01\u2028", "org.x.v1", datetime(2026, 1, 1, 8, tzinfo=timezone(timedelta(hours=8))),
+                    "feedback.police", 3, 99, "0af7651916cd43dd8448eb211c80319c",
+                    {"z": [1, 2.5, None], "a": {"b": "受理"}, "t": True})
+    expected = json.dumps(
+        {"case_id": r.case_id, "seq": 7, "event_id": "e7", "source": r.source, "type": "org.x.v1",
+         "time": "2026-01-01T00:00:00+00:00", "topic": "feedback.police", "partition": 3, "kafka_offset": 99,
+         "trace_id": r.trace_id, "data": r.data},
+        sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    assert r.canonical() == expected
+    assert r.canonical(r.data_json()) == expected
+    assert chain_hash(None, r, r.data_json()) == chain_hash(None, r)
