@@ -52,6 +52,8 @@ class ServiceRuntime:
     relay: OutboxRelay | None = None
     broker: KafkaBroker | None = None
     state: dict = field(default_factory=dict)
+    # Runs once the database is migrated and pooled, before any consumer starts (backfills).
+    prepare: Callable[["ServiceRuntime"], Awaitable[None]] | None = None
     # Service-specific components started after the plumbing and stopped before it.
     after_start: Callable[["ServiceRuntime"], Awaitable[None]] | None = None
     before_stop: Callable[["ServiceRuntime"], Awaitable[None]] | None = None
@@ -78,6 +80,8 @@ class ServiceRuntime:
         setup_telemetry(self.service)
         await migrate(s.database_url, self.service, self.migrations)
         self.pool = await create_pool(s.database_url, self.service, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        if self.prepare:
+            await self.prepare(self)
         client = s.kafka_client_options()  # fails at start-up on an incomplete SASL configuration
         self.producer = EventProducer(s.kafka_bootstrap_servers, client_id=f"onewindow-{self.service}", **client)
         producer = self.producer

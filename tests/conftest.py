@@ -31,6 +31,7 @@ TOKENS = {
     "citizen-token-0002": {"role": "citizen", "subject": "citizen-2"},
     "department-token-0001": {"role": "department", "subject": "police-339901"},
     "auditor-token-0001": {"role": "auditor", "subject": "auditor-1"},
+    "operator-token-xishan": {"role": "operator", "subject": "operator-2", "divisions": ["339902"]},
 }
 def _mediator_tokens() -> dict:
     from services.mediation.domain import load_directory

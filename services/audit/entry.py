@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.audit import verification
+from services.audit import storage, verification
 from services.audit.handlers import TRACED_TOPICS, build_router, record_dead_letters, record_events
 from shared import topics
 from shared.runtime import ServiceRuntime, Subscription, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+async def backfill(rt: ServiceRuntime) -> None:
+    """Case summaries for a trace recorded before they existed (once; before consuming)."""
+    async with rt.pool.acquire() as conn:
+        if cases := await storage.backfill_summaries(conn):
+            log.info("case summaries backfilled", extra={"cases": cases})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,5 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             Subscription("audit-deadletters", [topics.DEAD_LETTER], record_dead_letters, decode_envelopes=False),
         ],
         periodic=[("audit-checkpoints", settings.audit_checkpoint_seconds, checkpoint)],
+        prepare=backfill,
     )
     return service_app(runtime, title="OneWindow audit", routers=[build_router(settings)])

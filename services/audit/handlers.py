@@ -16,10 +16,10 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from services.audit import domain, storage, verification
 from shared import topics
-from shared.http import Problem, require_roles
+from shared.http import Problem, may_act_in, require_roles
 from shared.messaging.consumer import Inbound
 from shared.messaging.outbox import Outgoing
-from shared.settings import Settings
+from shared.settings import Settings, TokenGrant
 from shared.telemetry import trace_id_of
 
 TRACED_TOPICS = topics.CASE_TOPICS
@@ -27,8 +27,11 @@ CONSOLE = Path(__file__).parent / "console" / "index.html"
 
 
 async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
-    """Append each new event to its case's chain (one head read, one COPY per batch)."""
-    heads = await storage.chain_heads(conn, {i.event.subject for i in items})
+    """Append each new event to its case's chain and fold it into the case's summary
+    (per batch: one head read, one COPY, one summary read and one upsert)."""
+    cases = {i.event.subject for i in items}
+    heads = await storage.chain_heads(conn, cases)
+    summaries = await storage.load_summaries(conn, cases)
     rows = []
     for item in items:
         ev, rec = item.event, item.record
@@ -42,7 +45,10 @@ async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[
         h = domain.chain_hash(prev, record, data_json)
         rows.append((record, data_json, prev, h))
         heads[ev.subject] = (record.seq, h)
+        summary = summaries.get(ev.subject) or domain.CaseSummary(case_id=ev.subject)
+        summaries[ev.subject] = domain.fold(summary, ev.type, ev.data if isinstance(ev.data, dict) else {}, ev.time)
     await storage.append_events(conn, rows)
+    await storage.save_summaries(conn, summaries.values())
     return []
 
 
@@ -62,6 +68,32 @@ async def record_dead_letters(conn: asyncpg.Connection, items: list[Inbound]) ->
     return []
 
 
+# Roles that see personal data in the trace (auditors adjudicate complaints about the record itself);
+# everyone else who may read the trace sees it masked.
+PERSONAL_DATA_ROLES = {"auditor"}
+CaseStatus = Literal["received", "court_referral", "routed", "manual_triage", "dispatched", "accepted",
+                     "in_progress", "resolved", "returned", "transferred", "reopened", "closed"]
+
+
+def may_see(grant: TokenGrant, division: str | None) -> bool:
+    """Whether a grant's jurisdiction covers a case's division (cases without one: only "*")."""
+    return "*" in grant.divisions or (division is not None and may_act_in(grant, division))
+
+
+def summary_json(s: domain.CaseSummary) -> dict:
+    """A case summary as the API shows it."""
+    iso = lambda t: t.isoformat() if t else None  # noqa: E731
+    return {
+        "case_id": s.case_id, "case_number": s.case_number, "division": s.division, "category": s.category,
+        "risk_colour": s.risk_colour, "status": s.status,
+        "holder": {"unit_id": s.holder_unit_id, "since": iso(s.holder_since)},
+        "units": s.units or [], "supervision": s.supervision, "overdue": s.overdue,
+        "escalations": s.escalations, "returns": s.returns, "mediation_status": s.mediation_status,
+        "opened_at": iso(s.opened_at), "last_event_at": iso(s.last_event_at), "last_type": s.last_type,
+        "events": s.events,
+    }
+
+
 def build_router(settings: Settings) -> APIRouter:
     """Audit's query API (operators and auditors)."""
     router = APIRouter(prefix="/v1")
@@ -72,41 +104,79 @@ def build_router(settings: Settings) -> APIRouter:
         """The operator console (a static page; every data call it makes carries the operator's token)."""
         return HTMLResponse(CONSOLE.read_text(encoding="utf-8"))
 
-    @router.get("/cases/{case_id}/timeline", summary="A case's events in order", dependencies=[Depends(readers)])
-    async def case_timeline(case_id: str, request: Request) -> dict:
+    async def visible_summary(request: Request, case_id: str, grant: TokenGrant) -> domain.CaseSummary:
+        """The case's summary if the grant's jurisdiction covers it; 404 otherwise (no existence leak)."""
+        async with request.app.state.runtime.pool.acquire() as conn:
+            summary = (await storage.load_summaries(conn, [case_id])).get(case_id)
+        if summary is None or not may_see(grant, summary.division):
+            raise Problem(404, "No trace for this case")
+        return summary
+
+    async def check_visible(request: Request, case_id: str, grant: TokenGrant) -> None:
+        """A grant limited to some divisions reads only their cases (the summary says where a case is)."""
+        if "*" not in grant.divisions:
+            await visible_summary(request, case_id, grant)
+
+    @router.get("/cases/{case_id}", summary="Where a case is now: holder, status, supervision colour")
+    async def case_summary(case_id: str, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
+        return summary_json(await visible_summary(request, case_id, grant))
+
+    @router.get("/cases/{case_id}/timeline", summary="A case's events in order")
+    async def case_timeline(case_id: str, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
+        await check_visible(request, case_id, grant)
         records = await storage.timeline(request.app.state.runtime.pool, case_id)
         if not records:
             raise Problem(404, "No trace for this case")
+        personal = grant.role in PERSONAL_DATA_ROLES
         return {
             "case_id": case_id,
+            "personal_data": "shown" if personal else "masked",
             "events": [
                 {
                     "seq": r.seq, "type": r.type, "time": r.time.isoformat(), "source": r.source,
-                    "event_id": r.event_id, "topic": r.topic, "trace_id": r.trace_id, "data": r.data,
+                    "event_id": r.event_id, "topic": r.topic, "partition": r.partition, "offset": r.kafka_offset,
+                    "trace_id": r.trace_id, "data": r.data if personal else domain.mask_personal(r.data),
                 }
                 for r in records
             ],
         }
 
-    @router.get("/cases", summary="Search cases by their trace", dependencies=[Depends(readers)])
+    @router.get("/cases", summary="Search cases: number, division, unit, holder, category, status, risk, "
+                                  "supervision colour, overdue, escalated, opening date")
     async def search_cases(
         request: Request,
+        grant: TokenGrant = Depends(readers),
         case_number: str | None = Query(None, max_length=64),
-        division: str | None = Query(None, pattern=r"^\d{4,12}$"),
-        event_type: str | None = Query(None, max_length=128),
-        unit_id: str | None = Query(None, max_length=64),
-        since: datetime | None = None,
-        until: datetime | None = None,
+        division: str | None = Query(None, pattern=r"^\d{4,12}$", description="a code and all below it"),
+        unit_id: str | None = Query(None, max_length=64, description="any unit the case was dispatched to"),
+        holder: str | None = Query(None, max_length=64, description="the unit leading the case now"),
+        category: str | None = Query(None, max_length=64),
+        status: CaseStatus | None = None,
+        risk_colour: Literal["green", "yellow", "orange", "red"] | None = None,
+        supervision: Literal["white", "yellow", "red"] | None = None,
+        overdue: bool | None = None,
+        escalated: bool | None = None,
+        since: datetime | None = Query(None, description="opened at or after"),
+        until: datetime | None = Query(None, description="opened before"),
         limit: int = Query(50, ge=1, le=500),
     ) -> dict:
-        rows = await storage.search(request.app.state.runtime.pool, case_number=case_number, division=division,
-                                    event_type=event_type, unit_id=unit_id, since=since, until=until, limit=limit)
-        return {"cases": [{**dict(r), "last_time": r["last_time"].isoformat()} for r in rows]}
+        if since and until and since >= until:
+            raise Problem(422, "Invalid date range", "since must be before until")
+        rows = await storage.search(
+            request.app.state.runtime.pool, case_number=case_number, division=division, unit_id=unit_id,
+            holder_unit_id=holder, category=category, status=status, risk_colour=risk_colour,
+            supervision=supervision, overdue=overdue, escalated=escalated, since=since, until=until,
+            jurisdiction=None if "*" in grant.divisions else grant.divisions, limit=limit)
+        return {"cases": [summary_json(storage.summary_of(r)) for r in rows]}
 
     @router.get("/dead-letters", summary="Records a consumer could not process", dependencies=[Depends(readers)])
-    async def dead_letters(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict:
+    async def dead_letters(request: Request, limit: int = Query(100, ge=1, le=1000),
+                           grant: TokenGrant = Depends(readers)) -> dict:
         rows = await storage.dead_letters(request.app.state.runtime.pool, limit)
+        personal = grant.role in PERSONAL_DATA_ROLES
+        # an error message may quote the refused input
         return {"dead_letters": [{**dict(r), "key": (r["key"] or b"").decode(errors="replace"),
+                                  "error": r["error"] if personal or not r["error"] else domain.mask_text(r["error"]),
                                   "recorded_at": r["recorded_at"].isoformat()} for r in rows]}
 
     @router.get("/metrics", summary="On-time, satisfaction, mediation, returns, escalations; with rankings",
@@ -119,20 +189,8 @@ def build_router(settings: Settings) -> APIRouter:
         until: datetime | None = None,
     ) -> dict:
         rows = await storage.metrics(request.app.state.runtime.pool, by, period, since, until)
-        ratio = lambda a, b: round(a / b, 3) if b else None  # noqa: E731
-        figures = [{
-            "key": r["key"], "period": r["period"].date().isoformat(), "dispatches": r["dispatches"],
-            "acknowledged_on_time_rate": ratio(r["acknowledged_on_time"], r["acknowledge_due"]),
-            "handled_on_time_rate": ratio(r["handled_on_time"], r["handle_due"]),
-            "satisfaction_rate": ratio(r["satisfied"], r["callbacks"]),
-            "mediation_success_rate": ratio(r["mediation_agreed"], r["mediation_finished"]),
-            "returns": r["returns"], "escalations": r["escalations"],
-        } for r in rows]
-        ranked = sorted((f for f in figures if f["handled_on_time_rate"] is not None),
-                        key=lambda f: (-f["handled_on_time_rate"], -(f["satisfaction_rate"] or 0), f["key"]))
-        return {"by": by, "period": period, "figures": figures,
-                "ranking": [{"rank": i + 1, "key": f["key"], "period": f["period"],
-                             "handled_on_time_rate": f["handled_on_time_rate"]} for i, f in enumerate(ranked)]}
+        figures = domain.figures([dict(r) for r in rows])
+        return {"by": by, "period": period, "figures": figures, "ranking": domain.ranking(figures)}
 
     @router.get("/events/stream", summary="Live feed (server-sent events) of newly recorded events",
                 dependencies=[Depends(readers)])
@@ -163,8 +221,9 @@ def build_router(settings: Settings) -> APIRouter:
         async with request.app.state.runtime.pool.acquire() as conn:
             return await verification.verify(conn, settings.audit_signing_key.get_secret_value().encode())
 
-    @router.get("/cases/{case_id}/verify", summary="Recompute a case's hash chain", dependencies=[Depends(readers)])
-    async def verify_case(case_id: str, request: Request) -> dict:
+    @router.get("/cases/{case_id}/verify", summary="Recompute a case's hash chain")
+    async def verify_case(case_id: str, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
+        await check_visible(request, case_id, grant)
         chain = await storage.chain(request.app.state.runtime.pool, case_id)
         if not chain:
             raise Problem(404, "No trace for this case")

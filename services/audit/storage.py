@@ -7,7 +7,9 @@ from typing import Iterable
 
 import asyncpg
 
-from services.audit.domain import TraceRecord
+from dataclasses import astuple, fields
+
+from services.audit.domain import CaseSummary, TraceRecord, fold
 
 EVENT_COLUMNS = [
     "case_id", "seq", "event_id", "source", "type", "time", "topic", "partition", "kafka_offset",
@@ -18,8 +20,9 @@ EVENT_COLUMNS = [
 async def chain_heads(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
     """The last (seq, hash) of each given case's chain."""
     rows = await conn.fetch(
-        "SELECT DISTINCT ON (case_id) case_id, seq, hash FROM events WHERE case_id = ANY($1::text[])"
-        " ORDER BY case_id, seq DESC",
+        # one backward step on the (case_id, seq) key per case, however long the store
+        "SELECT k.case_id, h.seq, h.hash FROM unnest($1::text[]) AS k(case_id) CROSS JOIN LATERAL"
+        " (SELECT seq, hash FROM events e WHERE e.case_id = k.case_id ORDER BY seq DESC LIMIT 1) h",
         list(case_ids),
     )
     return {r["case_id"]: (r["seq"], r["hash"]) for r in rows}
@@ -94,20 +97,83 @@ async def case_ids(conn: asyncpg.Connection) -> list[str]:
     return [r["case_id"] for r in await conn.fetch("SELECT DISTINCT case_id FROM events ORDER BY case_id")]
 
 
-async def search(pool: asyncpg.Pool, *, case_number: str | None, division: str | None, event_type: str | None,
-                 unit_id: str | None, since, until, limit: int) -> list[asyncpg.Record]:
-    """Cases whose trace matches every given filter, with their latest event."""
+SUMMARY_COLUMNS = [f.name for f in fields(CaseSummary)]
+
+
+async def load_summaries(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, CaseSummary]:
+    """The stored summaries of the given cases."""
+    # a join, not `= ANY($1)`: the generic plan of a prepared ANY compares every row with every key
+    rows = await conn.fetch("SELECT s.* FROM unnest($1::text[]) AS k(case_id) JOIN case_summaries s USING (case_id)",
+                            list(case_ids))
+    return {r["case_id"]: summary_of(r) for r in rows}
+
+
+_SUMMARY_TYPES = {"units": "text[]", "overdue": "boolean", "escalations": "integer", "returns": "integer",
+                  "events": "integer", "holder_since": "timestamptz", "opened_at": "timestamptz",
+                  "last_event_at": "timestamptz"}
+
+
+async def save_summaries(conn: asyncpg.Connection, summaries: Iterable[CaseSummary]) -> None:
+    """Upsert summaries in one statement: one array per column, unnested (the batch's cases)."""
+    rows = [astuple(s) for s in summaries]
+    if not rows:
+        return
+    columns = list(zip(*rows))
+    # units (text[] per row) cannot travel as a 2-D array of ragged rows: sent as JSON text, parsed in SQL
+    units_at = SUMMARY_COLUMNS.index("units")
+    columns[units_at] = [json.dumps(u) if u is not None else None for u in columns[units_at]]
+    select = ", ".join(
+        f"(SELECT array_agg(x) FROM jsonb_array_elements_text(u.{c}::jsonb) x)" if c == "units" else f"u.{c}"
+        for c in SUMMARY_COLUMNS)
+    arrays = ", ".join(f"${i + 1}::{'text' if c == 'units' else _SUMMARY_TYPES.get(c, 'text')}[]"
+                       for i, c in enumerate(SUMMARY_COLUMNS))
+    cols = ", ".join(SUMMARY_COLUMNS)
+    await conn.execute(
+        f"INSERT INTO case_summaries ({cols}) SELECT {select} FROM unnest({arrays}) AS u({cols})"
+        " ON CONFLICT (case_id) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in SUMMARY_COLUMNS[1:]),
+        *columns,
+    )
+
+
+async def search(pool: asyncpg.Pool, *, case_number: str | None = None, division: str | None = None,
+                 unit_id: str | None = None, holder_unit_id: str | None = None, category: str | None = None,
+                 status: str | None = None, risk_colour: str | None = None, supervision: str | None = None,
+                 overdue: bool | None = None, escalated: bool | None = None, since=None, until=None,
+                 jurisdiction: list[str] | None = None, limit: int = 50) -> list[asyncpg.Record]:
+    """Case summaries matching every given filter, latest activity first.
+
+    `division` matches a code and everything under it; `unit_id` any unit the case was dispatched to;
+    `since`/`until` bound when the case was opened; `jurisdiction` (division prefixes) limits what a
+    grant may see.
+    """
     return await pool.fetch(
-        "SELECT case_id, max(time) AS last_time, count(*) AS events,"
-        " (array_agg(type ORDER BY time DESC, seq DESC))[1] AS last_type,"
-        " max(data->>'case_number') AS case_number FROM events WHERE"
-        " ($1::text IS NULL OR data->>'case_number' = $1)"
-        " AND ($2::text IS NULL OR data->'location'->>'division_code' LIKE $2 || '%')"
-        " AND ($3::text IS NULL OR type = $3)"
-        " AND ($4::text IS NULL OR data->>'unit_id' = $4)"
-        " AND ($5::timestamptz IS NULL OR time >= $5) AND ($6::timestamptz IS NULL OR time < $6)"
-        " GROUP BY case_id ORDER BY max(time) DESC LIMIT $7",
-        case_number, division, event_type, unit_id, since, until, limit)
+        "SELECT * FROM case_summaries WHERE"
+        " ($1::text IS NULL OR case_number = $1)"
+        " AND ($2::text IS NULL OR division LIKE $2 || '%')"
+        " AND ($3::text IS NULL OR units @> ARRAY[$3::text])"
+        " AND ($4::text IS NULL OR holder_unit_id = $4)"
+        " AND ($5::text IS NULL OR category = $5)"
+        " AND ($6::text IS NULL OR status = $6)"
+        " AND ($7::text IS NULL OR risk_colour = $7)"
+        " AND ($8::text IS NULL OR supervision = $8)"
+        " AND ($9::boolean IS NULL OR overdue = $9)"
+        " AND ($10::boolean IS NULL OR (escalations > 0) = $10)"
+        " AND ($11::timestamptz IS NULL OR opened_at >= $11) AND ($12::timestamptz IS NULL OR opened_at < $12)"
+        " AND ($14::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($14::text[]) j WHERE division LIKE j || '%'))"
+        " ORDER BY last_event_at DESC LIMIT $13",
+        case_number, division, unit_id, holder_unit_id, category, status, risk_colour, supervision, overdue,
+        escalated, since, until, limit, jurisdiction)
+
+
+def summary_of(r: asyncpg.Record) -> CaseSummary:
+    """A stored summary row as the domain object."""
+    return CaseSummary(**{c: r[c] for c in SUMMARY_COLUMNS})
+
+
+async def events_in_order(conn: asyncpg.Connection, after_id: int, limit: int) -> list[asyncpg.Record]:
+    """Events by ingestion order (to rebuild projections)."""
+    return await conn.fetch("SELECT id, case_id, type, time, data FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                            after_id, limit)
 
 
 async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
@@ -124,8 +190,9 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> lis
 
     acknowledged on time: accepted by `acknowledge_by`, among dispatches accepted or past that time;
     handled on time (及时处置率): resolved by `resolve_by`, among dispatches resolved or past due;
-    satisfaction: satisfied callbacks among callbacks on cases the unit led; mediation success:
-    agreements among finished mediations of the committee; returns and escalations: counts.
+    satisfaction: satisfied callbacks among callbacks on the lead dispatch current when each was made;
+    mediation success: agreements among finished mediations of cases dispatched to the committee;
+    returns and escalations: counts. Everything counts in the period of its dispatch.
     """
     key = _GROUPS[by]
     return await pool.fetch(
@@ -145,25 +212,56 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> lis
             FROM events WHERE type LIKE 'org.onewindow.dispatch.%' GROUP BY 1),
         esc AS (SELECT data->>'dispatch_id' AS dispatch_id, count(*) AS n FROM events
                 WHERE type = 'org.onewindow.case.escalated.v1' GROUP BY 1),
-        cb AS (SELECT case_id, count(*) AS calls, count(*) FILTER (WHERE (data->>'satisfied')::boolean) AS satisfied
-               FROM events WHERE type = 'org.onewindow.case.callback_recorded.v1' GROUP BY 1),
-        med AS (SELECT data->>'committee_id' AS unit_id,
+        -- a callback judges the lead dispatch current when it was made
+        cb AS (SELECT ld.dispatch_id, count(*) AS calls,
+                      count(*) FILTER (WHERE (c.data->>'satisfied')::boolean) AS satisfied
+               FROM events c CROSS JOIN LATERAL (
+                   SELECT e.data->>'dispatch_id' AS dispatch_id FROM events e
+                   WHERE e.case_id = c.case_id AND e.type = 'org.onewindow.case.dispatched.v1'
+                     AND coalesce(e.data->>'role', 'lead') = 'lead' AND e.seq < c.seq
+                   ORDER BY e.seq DESC LIMIT 1) ld
+               WHERE c.type = 'org.onewindow.case.callback_recorded.v1' GROUP BY 1),
+        -- a mediation's outcome counts for the dispatch that sent the case to that committee
+        med AS (SELECT case_id, data->>'committee_id' AS unit_id,
                        count(*) FILTER (WHERE data->>'to_status' = 'agreement_reached') AS agreed,
                        count(*) FILTER (WHERE data->>'to_status' IN
                            ('agreement_reached', 'failed', 'withdrawn', 'expired')) AS finished
-                FROM events WHERE type = 'org.onewindow.mediation.transitioned.v1' GROUP BY 1)
+                FROM events WHERE type = 'org.onewindow.mediation.transitioned.v1'
+                  AND data->>'origin' = 'dispatch' GROUP BY 1, 2)
         SELECT {key} AS key, date_trunc($1, d.at) AS period, count(*) AS dispatches,
                count(*) FILTER (WHERE fb.accepted <= d.ack_by) AS acknowledged_on_time,
                count(*) FILTER (WHERE fb.accepted IS NOT NULL OR now() > d.ack_by) AS acknowledge_due,
                count(*) FILTER (WHERE fb.resolved <= d.res_by) AS handled_on_time,
                count(*) FILTER (WHERE fb.resolved IS NOT NULL OR now() > d.res_by) AS handle_due,
                coalesce(sum(fb.returns), 0)::bigint AS returns, coalesce(sum(esc.n), 0)::bigint AS escalations,
-               coalesce(sum(cb.satisfied) FILTER (WHERE d.role = 'lead'), 0)::bigint AS satisfied,
-               coalesce(sum(cb.calls) FILTER (WHERE d.role = 'lead'), 0)::bigint AS callbacks,
-               coalesce(max(med.agreed), 0) AS mediation_agreed, coalesce(max(med.finished), 0) AS mediation_finished
-        FROM d LEFT JOIN fb USING (dispatch_id) LEFT JOIN esc USING (dispatch_id)
-               LEFT JOIN cb USING (case_id) LEFT JOIN med ON med.unit_id = d.unit_id
+               coalesce(sum(cb.satisfied), 0)::bigint AS satisfied, coalesce(sum(cb.calls), 0)::bigint AS callbacks,
+               coalesce(sum(med.agreed), 0)::bigint AS mediation_agreed,
+               coalesce(sum(med.finished), 0)::bigint AS mediation_finished
+        FROM d LEFT JOIN fb USING (dispatch_id) LEFT JOIN esc USING (dispatch_id) LEFT JOIN cb USING (dispatch_id)
+               LEFT JOIN med ON med.case_id = d.case_id AND med.unit_id = d.unit_id
         GROUP BY 1, 2 ORDER BY 2 DESC, 1
         """,
         period, since, until,
     )
+
+
+async def backfill_summaries(conn: asyncpg.Connection, batch: int = 5000) -> int:
+    """Fold every stored event, in ingestion order, into empty case summaries (a store written before
+    summaries existed). Does nothing if any summary exists; returns the number of cases written."""
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE case_summaries IN EXCLUSIVE MODE")  # one instance backfills
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM case_summaries)"):
+            return 0
+        summaries: dict[str, CaseSummary] = {}
+        last = 0
+        while rows := await events_in_order(conn, last, batch):
+            for r in rows:
+                s = summaries.get(r["case_id"]) or CaseSummary(case_id=r["case_id"])
+                summaries[r["case_id"]] = fold(s, r["type"], _as_dict(json.loads(r["data"])), r["time"])
+            last = rows[-1]["id"]
+        await save_summaries(conn, summaries.values())
+        return len(summaries)
+
+
+def _as_dict(data: object) -> dict:
+    return data if isinstance(data, dict) else {}

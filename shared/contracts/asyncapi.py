@@ -111,6 +111,12 @@ def _example(schema: dict, node: dict, name: str = "") -> Any:
     return None
 
 
+def example(event_type: str) -> dict:
+    """A schema-valid example of an event type's data (the one the AsyncAPI documents show)."""
+    schema = _model(event_type).model_json_schema(ref_template="#/components/schemas/{model}")
+    return _example({"components": schema.pop("$defs", {})}, schema)
+
+
 def _message(event_type: str, components: dict) -> dict:
     model = _model(event_type)
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

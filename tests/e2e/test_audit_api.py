@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -40,3 +42,48 @@ def test_metrics_by_unit_town_and_county_with_rankings(stack):
         assert row["handled_on_time_rate"] == 1.0 and row["satisfaction_rate"] == 1.0
         assert m["ranking"] and m["ranking"][0]["rank"] == 1
     assert httpx.get(f"{base}/v1/metrics", headers=OPERATOR, params={"by": "planet"}).status_code == 422
+
+
+AUDITOR = {"Authorization": "Bearer auditor-token-0001"}
+XISHAN_OPERATOR = {"Authorization": "Bearer operator-token-xishan"}
+
+
+def test_holder_masking_per_role_and_jurisdiction(stack):
+    text = unique("邻居噪音扰民，联系电话13812345678")
+    r = stack.submit({"channel": "hotline", "description": text,
+                      "location": {"division_code": "339901002001", "address": "文三路90号3幢"}})
+    case = r.json()
+    base = stack.url("audit")
+    deadline = time.monotonic() + 30
+    while True:
+        r = httpx.get(f"{base}/v1/cases/{case['case_id']}", headers=OPERATOR)
+        if r.status_code == 200 and r.json()["holder"]["unit_id"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    now = r.json()
+    assert now["status"] in {"dispatched", "accepted", "in_progress", "resolved"}
+    assert now["holder"]["unit_id"] and now["holder"]["unit_id"] in now["units"]
+    held = httpx.get(f"{base}/v1/cases", headers=OPERATOR, params={"holder": now["holder"]["unit_id"]}).json()
+    assert case["case_id"] in {c["case_id"] for c in held["cases"]}
+
+    def received(headers):
+        body = httpx.get(f"{base}/v1/cases/{case['case_id']}/timeline", headers=headers).json()
+        return body["personal_data"], next(e["data"] for e in body["events"]
+                                           if e["type"] == "org.onewindow.case.received.v1")
+
+    shown, data = received(AUDITOR)
+    assert shown == "shown" and "13812345678" in data["description"] and data["location"]["address"] == "文三路90号3幢"
+    masked, data = received(OPERATOR)
+    assert masked == "masked" and "138****5678" in data["description"] and "13812345678" not in data["description"]
+    assert data["location"]["address"] == "文三…" and data["location"]["division_code"] == "339901002001"
+
+    # an operator of another county neither finds nor reads the case
+    for path in (f"/v1/cases/{case['case_id']}", f"/v1/cases/{case['case_id']}/timeline",
+                 f"/v1/cases/{case['case_id']}/verify"):
+        assert httpx.get(base + path, headers=XISHAN_OPERATOR).status_code == 404, path
+    found = httpx.get(f"{base}/v1/cases", headers=XISHAN_OPERATOR, params={"case_number": case["case_number"]})
+    assert found.status_code == 200 and found.json()["cases"] == []
+    bad = httpx.get(f"{base}/v1/cases", headers=OPERATOR, params={"since": "2026-02-01T00:00:00Z",
+                                                                   "until": "2026-01-01T00:00:00Z"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(f"{base}/v1/cases", params={"overdue": "true"}).status_code == 401
