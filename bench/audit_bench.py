@@ -3,8 +3,7 @@
     .venv/bin/python bench/audit_bench.py [--events 20000] [--stored 1000000]
 
 1. Ingest: the audit write path (inbox, chain heads, hash chain, COPY into the append-only store, case
-   summaries, in
-   transactions of 500 events — what the consumer does per batch, without Kafka) versus a raw COPY of
+   summaries; in transactions of 500 events — what the consumer does per batch, without Kafka) versus a raw COPY of
    the same rows into an unindexed table of the same database, in the same run. Ratio goal >= 0.3.
 2. Timeline: bulk-load `--stored` events (5 per case) into a fresh audit schema, then time the
    service's timeline query for 1000 random cases: p50/p99 (goal p99 <= 20 ms).
