@@ -59,7 +59,7 @@ async def ingest(dsn: str, n: int) -> dict:
                                validate_contracts=False)
     t = time.perf_counter()
     for i in range(0, n, 500):
-        await processor._apply(items[i:i + 500])
+        await processor.apply(items[i:i + 500])
     service_s = time.perf_counter() - t
     rows = [(it.event.subject, 1, it.event.id, it.event.source, it.event.type, it.event.time, "feedback.police", 0,
              i, None, json.dumps(it.event.data, ensure_ascii=False), None, b"x" * 32) for i, it in enumerate(items)]

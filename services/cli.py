@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from services.replay.cli import offsets_app, replay_app
 from shared import devstack
 
 app = typer.Typer(help="OneWindow: one window intake, back-office dispatch.", no_args_is_help=True)
@@ -21,6 +22,8 @@ topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 contracts_app = typer.Typer(help="Contracts for integrating systems: JSON Schemas, AsyncAPI.", no_args_is_help=True)
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(replay_app, name="replay")
+app.add_typer(offsets_app, name="offsets")
 
 
 class ServiceName(StrEnum):

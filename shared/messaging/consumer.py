@@ -122,7 +122,7 @@ class BatchProcessor:
                 dead.append((rec, f"{type(exc).__name__}: {exc}"))
         if inbound:
             try:
-                await self._apply(inbound)
+                await self.apply(inbound)
             except OUTAGES:
                 await asyncio.sleep(self._backoff)
                 raise
@@ -139,7 +139,7 @@ class BatchProcessor:
         for item in inbound:
             for attempt in range(self._attempts):
                 try:
-                    await self._apply([item])
+                    await self.apply([item])
                     break
                 except OUTAGES:
                     raise
@@ -157,7 +157,8 @@ class BatchProcessor:
                 dead.append((item.record, error[:2000]))
         return dead
 
-    async def _apply(self, inbound: list[Inbound]) -> None:
+    async def apply(self, inbound: list[Inbound]) -> None:
+        """Apply decoded events in one transaction: inbox (each event once), handler, outbox."""
         spans = []
         for item in inbound:
             span = tracer().start_span(

@@ -118,6 +118,6 @@ async def test_duplicate_deliveries_are_recorded_once(store):
 
     processor = BatchProcessor(name="audit", pool=pool, producer=None, relay=None, handle=handlers.record_events,
                                validate_contracts=False)
-    await processor._apply(items)
-    await processor._apply(items + _events(case, 2))  # redelivered, and the same events again
+    await processor.apply(items)
+    await processor.apply(items + _events(case, 2))  # redelivered, and the same events again
     assert await pool.fetchval("SELECT count(*) FROM events WHERE case_id = $1", str(case)) == 2
