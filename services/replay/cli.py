@@ -214,11 +214,12 @@ def what_if_cmd(
         if from_file:
             return list(read_lines(from_file))
         s, client = settings_and_client()
+        rng = Range([topics.CASES_RECEIVED], from_offset, parse_time(since, "--since"), parse_time(until, "--until"))
+        rng.validate()
         consumer = reader(s.kafka_bootstrap_servers, **client)
         await consumer.start()
         try:
-            rng = await resolve(consumer, Range([topics.CASES_RECEIVED], from_offset, parse_time(since, "--since"),
-                                                parse_time(until, "--until")))
+            await resolve(consumer, rng)
             return [r async for batch in read(consumer, rng) for r in batch]
         finally:
             await consumer.stop()

@@ -151,6 +151,7 @@ async def copy(bootstrap: str, rng, filters: Filters, *, to_file: Path | None = 
     `started` gets the number of records in the range once it is known; `progress` each batch's size."""
     from shared.messaging.log import read, reader, resolve
 
+    rng.validate()  # before any connection: nothing is touched for a bad range
     if (to_file is None) == (to_prefix is None and to_topic is None):
         raise LogError("give exactly one target: --to-file, or --to-prefix / --to-topic")
     if to_file is None:

@@ -134,7 +134,7 @@ async def resolve(consumer: AIOKafkaConsumer, rng: Range) -> Range:
             parts = await _partitions(consumer, topic)
         tps += [TopicPartition(topic, p) for p in sorted(parts)]
     begin = await consumer.beginning_offsets(tps)
-    end = await consumer.end_offsets(tps)
+    end = await end_offsets(consumer, tps)
     starts = dict(begin)
     if rng.from_offset is not None:
         starts = {tp: min(max(rng.from_offset, begin[tp]), end[tp]) for tp in tps}
@@ -148,6 +148,26 @@ async def resolve(consumer: AIOKafkaConsumer, rng: Range) -> Range:
         ends = {tp: min(end[tp], after[tp]) for tp in tps}
     rng.starts, rng.ends = starts, ends
     return rng
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The end offset (high watermark) of each partition.
+
+    Asked twice: ListOffsets, and a fetch's high watermark. Tansu 0.6 answers ListOffsets(latest) too
+    low for partitions written in batches that carry headers (every CloudEvent does); its fetch
+    responses carry the right high watermark. The larger answer is the end. The consumer's position
+    is left anywhere: callers seek before reading.
+    """
+    reported = await consumer.end_offsets(tps)
+    if not set(tps) <= set(consumer.assignment()):  # a group member already holds them: no assign
+        consumer.assign(list(set(tps) | set(consumer.assignment())))
+    for tp in tps:
+        consumer.seek(tp, reported[tp])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while any(consumer.highwater(tp) is None for tp in tps) and loop.time() < deadline:
+        await consumer.getmany(*tps, timeout_ms=100, max_records=1)
+    return {tp: max(reported[tp], consumer.highwater(tp) or 0) for tp in tps}
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
@@ -227,7 +247,7 @@ async def group_lag(bootstrap: str, group: str, topics: Iterable[str], **client)
     await admin.start()
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(await _partitions(consumer, t))]
-        end = await consumer.end_offsets(tps)
+        end = await end_offsets(consumer, tps)
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
         return [PartitionLag(tp.topic, tp.partition,
                              committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None,
@@ -284,7 +304,7 @@ async def reset_group(bootstrap: str, group: str, topics: list[str], target: str
             raise LogError(f"group {group!r} has active members (state {state}, {members} listed; this tool was "
                            f"given {len(assigned)} of {len(expected)} partitions): stop them first")
         tps = sorted(expected)
-        begin, end = await member.beginning_offsets(tps), await member.end_offsets(tps)
+        begin, end = await member.beginning_offsets(tps), await end_offsets(member, tps)
         if target == "earliest":
             new = dict(begin)
         elif target == "latest":
