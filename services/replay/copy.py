@@ -175,7 +175,7 @@ async def copy(bootstrap: str, rng, filters: Filters, *, to_file: Path | None = 
         async def kept():
             async for batch in read(consumer, rng):
                 result.read += len(batch)
-                out = [r for r in batch if filters.keeps(r, division_cases)]
+                out = batch if filters.empty else [r for r in batch if filters.keeps(r, division_cases)]
                 result.kept += len(out)
                 if dry_run or not out:
                     progress(len(batch))

@@ -36,8 +36,8 @@ class LogRecord:
 
     @classmethod
     def of(cls, rec: ConsumerRecord) -> "LogRecord":
-        return cls(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value,
-                   tuple((k, v or b"") for k, v in rec.headers or ()))
+        # aiokafka's headers are already a tuple of (str, bytes) pairs: kept as they are (no copy)
+        return cls(rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key, rec.value, rec.headers or ())
 
     def header(self, name: str) -> str | None:
         """A header's value as text (the last one of that name), or None."""
@@ -46,10 +46,15 @@ class LogRecord:
 
     def to_json(self) -> str:
         """One JSON line: text where the bytes are UTF-8, {"b64": ...} where not."""
-        return json.dumps({
-            "topic": self.topic, "partition": self.partition, "offset": self.offset, "timestamp": self.timestamp,
-            "key": _text(self.key), "headers": [[k, _text(v)] for k, v in self.headers], "value": _text(self.value),
-        }, ensure_ascii=False)
+        try:  # the common case, all UTF-8, without a call per field
+            key = self.key.decode() if self.key is not None else None
+            value = self.value.decode() if self.value is not None else None
+            headers = [[k, v.decode()] for k, v in self.headers]
+        except (UnicodeDecodeError, AttributeError):
+            key, value = _text(self.key), _text(self.value)
+            headers = [[k, _text(v)] for k, v in self.headers]
+        return _encode({"topic": self.topic, "partition": self.partition, "offset": self.offset,
+                        "timestamp": self.timestamp, "key": key, "headers": headers, "value": value})
 
     @classmethod
     def from_json(cls, line: str) -> "LogRecord":
@@ -61,6 +66,9 @@ class LogRecord:
                        tuple((str(k), _bytes(v) or b"") for k, v in d.get("headers", [])))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a record line: {type(exc).__name__}: {exc}") from None
+
+
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # built once, not per line
 
 
 def _text(b: bytes | None):
