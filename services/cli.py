@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from services.drill.cli import drill as drill_command
 from services.replay.cli import offsets_app, replay_app
 from shared import devstack
 
@@ -24,6 +25,7 @@ contracts_app = typer.Typer(help="Contracts for integrating systems: JSON Schema
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(replay_app, name="replay")
 app.add_typer(offsets_app, name="offsets")
+app.command("drill")(drill_command)
 
 
 class ServiceName(StrEnum):
