@@ -33,11 +33,11 @@ def drill(
     for n in chosen:
         typer.echo(f"drill {n}: {cases} cases …", err=True)
         out.append(run_drill(n, cases, seed))
-    t = Table("drill", "claimed", "offered", "accepted", "recorded", "lost", "duplicated", "seconds", "result",
+    t = Table("drill", "claimed", "offered", "accepted", "recorded", "lost", "duplicated", "dead letters", "seconds", "result",
               "what happened", title="fault drills")
     for r in out:
         t.add_row(r.drill, "yes" if r.claimed else "no", str(r.offered), str(r.accepted), str(r.recorded),
-                  str(r.lost), str(r.duplicated), f"{r.seconds:.0f}",
+                  str(r.lost), str(r.duplicated), str(r.dead_letters), f"{r.seconds:.0f}",
                   "ok" if r.passed else "FAILED", r.note, style=None if r.passed else "red")
     Console(width=200).print(t)
     path = results or Path("bench/results") / f"drill-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -36,6 +36,7 @@ class DrillResult:
     lost: int
     duplicated: int
     seconds: float
+    dead_letters: int = 0  # records consumers set aside (poison), as audit recorded them
     note: str = ""
 
     @property
@@ -129,19 +130,21 @@ def run_drill(name: str, cases: int, seed: int, settle_seconds: float = 180) -> 
     stack = DrillStack().start()
     try:
         accepted: dict[int, str] = {}
+        refusals: list[str] = []
 
         def offer() -> None:
             for i in range(cases):
                 deadline = time.monotonic() + 90
                 while time.monotonic() < deadline:
-                    case_id = stack.submit(i, run)
+                    case_id, why = stack.submit(i, run)
                     if case_id:
                         accepted[i] = case_id
                         break
+                    refusals.append(why)
                     time.sleep(0.5)  # refused or unanswered: offer again with the same key
                 time.sleep(0.05)
 
-        feeder = threading.Thread(target=offer)
+        feeder = threading.Thread(target=offer, daemon=True)
         feeder.start()
         note = fault(stack, rng)
         feeder.join()
@@ -158,9 +161,11 @@ def run_drill(name: str, cases: int, seed: int, settle_seconds: float = 180) -> 
         received = stack.sql("SELECT count(DISTINCT case_id) AS n FROM audit.events WHERE type = $1"
                              " AND data->>'description' LIKE '%' || $2 || '%'", LOOP[0], run)[0]["n"]
         extra_cases = max(0, received - len(ids))
+        dead = stack.sql("SELECT count(*) AS n FROM audit.dead_letters")[0]["n"]
         return DrillResult(name, claimed, cases, len(ids), recorded, len(ids) - recorded,
-                           duplicated_events + extra_cases, round(time.monotonic() - started, 1),
-                           f"{note}; {closed} closed")
+                           duplicated_events + extra_cases, round(time.monotonic() - started, 1), dead,
+                           f"{note}; {len(refusals)} offers retried; {closed} closed"
+                           + (f"; last refusal: {refusals[-1]}" if len(accepted) < cases and refusals else ""))
     finally:
         stack.stop()
 

@@ -1,0 +1,36 @@
+"""The short fault drills CI runs (`onewindow drill` runs them all, longer): each on its own stack,
+each must account for every case offered with nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SHORT = ["kill-intake", "pause-router", "restart-postgres", "poison"]
+
+
+def test_short_drills_lose_and_duplicate_nothing(tmp_path):
+    out = tmp_path / "drills.json"
+    args = [a for name in SHORT for a in ("--drill", name)]
+    run = subprocess.run([sys.executable, "-m", "services.cli", "drill", *args, "--cases", "20", "--results", str(out)],
+                         capture_output=True, text=True, timeout=1200)
+    results = json.loads(out.read_text())
+    assert [r["drill"] for r in results] == SHORT, run.stderr[-2000:]
+    for r in results:
+        assert (r["offered"], r["accepted"], r["recorded"], r["lost"], r["duplicated"]) == (20, 20, 20, 0, 0), r
+    poison = results[SHORT.index("poison")]
+    # every poison record set aside by each consumer of its topic (audit's own dead-letter topic aside)
+    assert poison["dead_letters"] >= 4 * 14, poison
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "fault drills" in run.stdout
+
+
+def test_unknown_drill_is_refused():
+    run = subprocess.run([sys.executable, "-m", "services.cli", "drill", "--drill", "unplug-the-moon"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "unknown drill" in run.stderr
