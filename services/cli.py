@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from services.drill.cli import bench as bench_command
 from services.drill.cli import drill as drill_command
 from services.replay.cli import offsets_app, replay_app
 from shared import devstack
@@ -26,6 +27,7 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(replay_app, name="replay")
 app.add_typer(offsets_app, name="offsets")
 app.command("drill")(drill_command)
+app.command("bench")(bench_command)
 
 
 class ServiceName(StrEnum):

@@ -45,3 +45,43 @@ def drill(
     path.write_text(as_json(out), encoding="utf-8")
     typer.echo(f"written: {path}")
     raise typer.Exit(0 if all(r.passed for r in out) else 1)
+
+
+def bench(
+    rate: Annotated[float, typer.Option(min=1, max=2000, help="fixed offered load, cases/s")] = 100,
+    seconds: Annotated[float, typer.Option(min=2, max=120, help="length of each load phase")] = 10,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="concurrent clients at saturation")] = 32,
+    relay_records: Annotated[int, typer.Option(min=1000, max=200_000, help="records through the raw relay")] = 20_000,
+    results: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
+) -> None:
+    """End to end on a private stack (loopback, bounded): cases/s and p50/p99 intake→dispatch and
+    intake→audit at a fixed offered load and at saturation, beside a raw aiokafka 4-hop relay, a bare
+    ASGI endpoint and PostgreSQL COPY measured in the same run; peak memory per service."""
+    import json
+
+    from services.drill.bench import run_bench
+
+    r = run_bench(rate, seconds, workers, relay_records)
+    f = lambda v, d=0: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    lines = [f"{'':34}{'cases/s':>10}{'dispatch p50':>14}{'dispatch p99':>14}{'audit p50':>11}{'audit p99':>11}"]
+    for name, label in (("fixed", f"system, offered {rate:g}/s"), ("saturation", f"system, saturation ({workers} clients)")):
+        p = r["phases"][name]
+        lines.append(f"{label:34}{f(p['dispatched_per_s']):>10}{f(p['intake_to_dispatch']['p50_ms']):>14}"
+                     f"{f(p['intake_to_dispatch']['p99_ms']):>14}{f(p['intake_to_audit']['p50_ms']):>11}"
+                     f"{f(p['intake_to_audit']['p99_ms']):>11}")
+    lim = r["limits"]
+    relay = lim["raw_relay_4_hops"]
+    lines.append(f"{'limit: raw aiokafka relay, 4 hops':34}{f(relay['per_s']):>10}{f(relay['p50_ms']):>14}"
+                 f"{f(relay['p99_ms']):>14}")
+    lines.append(f"{'limit: bare ASGI (requests/s)':34}{f(lim['bare_asgi']['per_s']):>10}")
+    lines.append(f"{'limit: PostgreSQL COPY (rows/s)':34}{f(lim['postgres_copy']['per_s']):>10}")
+    sat = r["phases"]["saturation"]
+    lines.append(f"intake accepted at saturation: {f(sat['accepted_per_s'])}/s; errors {sat['errors']}")
+    lines.append(f"ratio end to end / raw relay: {r['ratios']['end_to_end_vs_raw_relay']:.2f} (goal >= 0.4); "
+                 f"intake / bare ASGI: {r['ratios']['intake_vs_bare_asgi']:.2f}")
+    lines.append("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mib"].items()))
+    typer.echo("\n".join(lines))
+    path = results or Path("bench/results") / f"e2e-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **r}, indent=2), encoding="utf-8")
+    typer.echo(f"written: {path}")

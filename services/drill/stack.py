@@ -34,6 +34,7 @@ class DrillStack:
     """Broker, PostgreSQL, the four services and the simulator of one drill."""
 
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="onewindow-drill-")))
+    simulator: bool = True
     clerk: str = field(default_factory=lambda: f"drill-clerk-{secrets.token_urlsafe(12)}")
     operator: str = field(default_factory=lambda: f"drill-operator-{secrets.token_urlsafe(12)}")
 
@@ -60,7 +61,7 @@ class DrillStack:
             "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000", "ONEWINDOW_LOG_LEVEL": "WARNING",
         }
         ports = {name: devstack.free_port() for name in devstack.SERVICE_PORTS}
-        for p in devstack.service_processes(self.env, self.work / "logs", simulator=True, ports=ports):
+        for p in devstack.service_processes(self.env, self.work / "logs", simulator=self.simulator, ports=ports):
             self.procs[p.name] = p
             p.start()
         for p in self.procs.values():

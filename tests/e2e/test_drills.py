@@ -34,3 +34,18 @@ def test_unknown_drill_is_refused():
     run = subprocess.run([sys.executable, "-m", "services.cli", "drill", "--drill", "unplug-the-moon"],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "unknown drill" in run.stderr
+
+
+def test_bench_prints_the_system_beside_its_limits(tmp_path):
+    out = tmp_path / "e2e.json"
+    run = subprocess.run([sys.executable, "-m", "services.cli", "bench", "--seconds", "2", "--rate", "20",
+                          "--relay-records", "1000", "--results", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    r = json.loads(out.read_text())
+    fixed, sat = r["phases"]["fixed"], r["phases"]["saturation"]
+    assert fixed["accepted"] > 0 and sat["accepted"] > 0 and sat["errors"] == 0
+    assert fixed["intake_to_dispatch"]["arrived"] == fixed["accepted"], "every accepted case was dispatched"
+    assert sat["intake_to_audit"]["arrived"] == sat["accepted"], "every accepted case reached audit"
+    assert r["limits"]["raw_relay_4_hops"]["delivered"] == 1000 and r["limits"]["bare_asgi"]["per_s"] > 0
+    assert set(r["peak_rss_mib"]) == {"intake", "router", "mediation", "audit"}
+    assert "ratio end to end / raw relay" in run.stdout

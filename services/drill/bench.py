@@ -1,0 +1,319 @@
+"""`onewindow bench`: the whole system end to end beside the physical limits, in one run.
+
+System: cases posted to intake over HTTP (loopback), at a fixed offered rate and then at saturation
+(many concurrent clients); for each accepted case, intake→dispatch latency (the dispatch record's
+Kafka timestamp minus the moment the request was sent) and intake→audit latency (when audit
+recorded the case's `case.received`). Limits, same machine, same run: a raw aiokafka relay pipeline
+of 4 hops (the hops a case makes: intake → router → dispatch, plus audit), a bare ASGI endpoint under
+the same HTTP load generator, and PostgreSQL COPY. Peak resident memory per service process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.drill.stack import TEXTS, DrillStack
+from shared import devstack, topics
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+
+def pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+@dataclass
+class Load:
+    """What one load phase offered and got back."""
+
+    sent_ms: dict[str, float] = field(default_factory=dict)  # case id -> wall-clock ms at send
+    offered: int = 0
+    accepted: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+def body(i: int, run: str) -> dict:
+    text, division = TEXTS[i % len(TEXTS)]
+    tag = hashlib.sha256(f"{run}-{i}".encode()).hexdigest() + hashlib.sha256(f"{i}-{run}".encode()).hexdigest()
+    return {"channel": "hotline", "description": f"{text}（压测{run}，编号{tag}）", "location": {"division_code": division}}
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that posts JSON: a load generator light enough not to be
+    the bottleneck (a general-purpose client costs more CPU per request than the endpoints measured)."""
+
+    def __init__(self, host: str, port: int, path: str, token: str) -> None:
+        self.host, self.port, self.path, self.token = host, port, path, token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, payload: dict) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        self.writer.write((f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
+                           f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+            self.writer = None
+
+
+async def drive(url: str, token: str, run: str, *, rate: float | None, seconds: float, workers: int) -> Load:
+    """POST cases for `seconds`: at `rate` per second (fixed offered load, spread over up to `workers`
+    connections) or, without, as fast as `workers` concurrent connections can (saturation)."""
+    load = Load()
+    parts = urlsplit(url)
+    pool = [Connection(parts.hostname, parts.port, parts.path, token) for _ in range(workers)]
+    free: asyncio.Queue[Connection] = asyncio.Queue()
+    for c in pool:
+        free.put_nowait(c)
+    counter = iter(range(10**9))
+    start = time.monotonic()
+    end = start + seconds
+
+    async def one(i: int) -> None:
+        conn = await free.get()
+        load.offered += 1
+        sent = time.time() * 1000
+        try:
+            status, answer = await conn.post(body(i, run))
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            conn.close()
+            load.errors += 1
+            return
+        finally:
+            free.put_nowait(conn)
+        if status == 202:
+            load.accepted += 1
+            load.sent_ms[json.loads(answer)["case_id"]] = sent
+        else:
+            load.errors += 1
+
+    if rate:
+        tasks, n = [], 0
+        while (now := time.monotonic()) < end:
+            due = start + n / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            tasks.append(asyncio.create_task(one(next(counter))))
+            n += 1
+        await asyncio.gather(*tasks)
+    else:
+        async def worker() -> None:
+            while time.monotonic() < end:
+                await one(next(counter))
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    load.seconds = time.monotonic() - start
+    for c in pool:
+        c.close()
+    return load
+
+
+async def dispatch_times(bootstrap: str, keys: set[str], timeout: float) -> dict[str, int]:
+    """Kafka timestamp (ms) of each case's first dispatch (or manual-triage decision)."""
+    c = AIOKafkaConsumer(*topics.DISPATCH_TOPICS, topics.ROUTER_DECISIONS, bootstrap_servers=bootstrap,
+                         group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    await c.start()
+    seen: dict[str, int] = {}
+    wanted = {b"org.onewindow.case.dispatched.v1", b"org.onewindow.case.manual_triage_required.v1"}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < len(keys) and time.monotonic() < deadline:
+            for recs in (await c.getmany(timeout_ms=300, max_records=5000)).values():
+                for r in recs:
+                    key = (r.key or b"").decode()
+                    if key in keys and dict(r.headers).get("ce_type") in wanted:
+                        seen[key] = min(seen.get(key, r.timestamp), r.timestamp)
+    finally:
+        await c.stop()
+    return seen
+
+
+async def audit_times(dsn: str, keys: set[str], timeout: float) -> dict[str, float]:
+    """When audit recorded each case's `case.received` (ms)."""
+    deadline = time.monotonic() + timeout
+    conn = await asyncpg.connect(dsn)
+    try:
+        while True:
+            rows = await conn.fetch("SELECT case_id, extract(epoch FROM recorded_at) * 1000 AS at FROM audit.events"
+                                    " WHERE type = 'org.onewindow.case.received.v1' AND case_id = ANY($1::text[])",
+                                    list(keys))
+            if len(rows) >= len(keys) or time.monotonic() > deadline:
+                return {r["case_id"]: float(r["at"]) for r in rows}
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+def latency(load: Load, arrived: dict[str, float]) -> dict:
+    lat = [arrived[k] - load.sent_ms[k] for k in load.sent_ms if k in arrived]
+    return {"p50_ms": statistics.median(lat) if lat else None, "p99_ms": pct(lat, 0.99), "arrived": len(lat)}
+
+
+async def raw_relay_pipeline(bootstrap: str, records: int, hops: int = 4) -> dict:
+    """The limit: `hops` raw aiokafka relays in a chain on the same broker; throughput end to end."""
+    names = [f"bench.hop{i}.{uuid.uuid4().hex[:6]}" for i in range(hops + 1)]
+    await topics.ensure_topics(bootstrap, 3, names)
+    relays = [subprocess.Popen([sys.executable, str(BENCH_DIR / "raw_relay.py"), bootstrap, names[i], names[i + 1],
+                                f"bench-relay-{names[i]}"]) for i in range(hops)]
+    try:
+        await asyncio.sleep(3)  # every relay joined its group
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await p.start()
+        payload = b'{"case_id":"' + b"x" * 36 + b'","data":"' + b"y" * 400 + b'"}'
+        keys = [uuid.uuid4().hex.encode() for _ in range(records)]
+        futures = [await p.send(names[0], payload, key=k, headers=[("ce_type", b"bench")]) for k in keys]
+        await asyncio.gather(*futures)
+        await p.stop()
+        first = await _timestamps(bootstrap, names[0], set(keys), 60)
+        last = await _timestamps(bootstrap, names[-1], set(keys), 120)
+    finally:
+        for r in relays:
+            r.terminate()
+            r.wait()
+    lat = [last[k] - first[k] for k in last if k in first]
+    span = (max(last.values()) - min(first.values())) / 1000 if last else float("inf")
+    return {"hops": hops, "records": records, "delivered": len(last), "per_s": len(last) / span if span else 0,
+            "p50_ms": statistics.median(lat) if lat else None, "p99_ms": pct(lat, 0.99)}
+
+
+async def _timestamps(bootstrap: str, topic: str, keys: set[bytes], timeout: float) -> dict[bytes, int]:
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                         fetch_max_wait_ms=20)
+    await c.start()
+    seen: dict[bytes, int] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(seen) < len(keys) and time.monotonic() < deadline:
+            for recs in (await c.getmany(timeout_ms=300, max_records=5000)).values():
+                for r in recs:
+                    if r.key in keys:
+                        seen.setdefault(r.key, r.timestamp)
+    finally:
+        await c.stop()
+    return seen
+
+
+async def bare_asgi(seconds: float, workers: int) -> dict:
+    """The limit of an HTTP JSON endpoint under the same load generator."""
+    port = devstack.free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "bare_asgi:app",
+                             "--port", str(port), "--log-level", "warning", "--no-access-log"])
+    try:
+        devstack.wait_for_port("127.0.0.1", port)
+        load = await drive(f"http://127.0.0.1:{port}/v1/cases", "none", "bare", rate=None, seconds=seconds,
+                           workers=workers)
+    finally:
+        proc.terminate()
+        proc.wait()
+    return {"per_s": load.accepted / load.seconds, "requests": load.accepted}
+
+
+async def copy_limit(dsn: str, rows: int = 50_000) -> dict:
+    """PostgreSQL COPY of audit-sized rows into an unindexed table: the write limit of the database."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TEMP TABLE copy_limit (case_id text, type text, data jsonb, at timestamptz)")
+        data = '{"note": "民警已到现场处置，正在调查询问", "unit_id": "police-339901001"}'
+        records = [(str(uuid.uuid4()), "org.onewindow.dispatch.progress.v1", data, None) for _ in range(rows)]
+        t = time.perf_counter()
+        for i in range(0, rows, 500):
+            async with conn.transaction():
+                await conn.copy_records_to_table("copy_limit", records=records[i:i + 500])
+        return {"per_s": rows / (time.perf_counter() - t), "rows": rows}
+    finally:
+        await conn.close()
+
+
+class MemoryWatch:
+    """Peak resident memory of each service process, sampled every 200 ms."""
+
+    def __init__(self, stack: DrillStack) -> None:
+        self.stack, self.peak, self._stop = stack, {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, p in self.stack.procs.items():
+                try:
+                    rss = psutil.Process(p.proc.pid).memory_info().rss
+                except (psutil.Error, AttributeError):
+                    continue
+                self.peak[name] = max(self.peak.get(name, 0), rss)
+            time.sleep(0.2)
+
+    def __enter__(self) -> "MemoryWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_bench(rate: float, seconds: float, workers: int, relay_records: int) -> dict:
+    """The whole run (bounded: two load phases of `seconds`, a relay of `relay_records`)."""
+    stack = DrillStack(simulator=False).start()
+    run = uuid.uuid4().hex[:6]
+    try:
+        url = f"{stack.url('intake')}/v1/cases"
+        with MemoryWatch(stack) as memory:
+            fixed = asyncio.run(drive(url, stack.clerk, f"{run}f", rate=rate, seconds=seconds, workers=workers))
+            saturated = asyncio.run(drive(url, stack.clerk, f"{run}s", rate=None, seconds=seconds, workers=workers))
+            bootstrap, dsn = stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"]
+            phases = {}
+            for name, load in (("fixed", fixed), ("saturation", saturated)):
+                keys = set(load.sent_ms)
+                dispatched = asyncio.run(dispatch_times(bootstrap, keys, 120))
+                audited = asyncio.run(audit_times(dsn, keys, 120))
+                done = [dispatched[k] for k in keys if k in dispatched]
+                span = (max(done) - min(load.sent_ms.values())) / 1000 if done else float("inf")
+                phases[name] = {
+                    "offered": load.offered, "accepted": load.accepted, "errors": load.errors,
+                    "offered_per_s": load.offered / load.seconds, "accepted_per_s": load.accepted / load.seconds,
+                    "dispatched_per_s": len(done) / span if span else 0,
+                    "intake_to_dispatch": latency(load, dispatched), "intake_to_audit": latency(load, audited),
+                }
+        limits = {"raw_relay_4_hops": asyncio.run(raw_relay_pipeline(bootstrap, relay_records)),
+                  "bare_asgi": asyncio.run(bare_asgi(seconds, workers)),
+                  "postgres_copy": asyncio.run(copy_limit(dsn))}
+    finally:
+        stack.stop()
+    sat = phases["saturation"]
+    return {
+        "rate": rate, "seconds": seconds, "workers": workers, "phases": phases, "limits": limits,
+        "ratios": {
+            "end_to_end_vs_raw_relay": sat["dispatched_per_s"] / limits["raw_relay_4_hops"]["per_s"],
+            "intake_vs_bare_asgi": sat["accepted_per_s"] / limits["bare_asgi"]["per_s"],
+        },
+        "peak_rss_mib": {k: round(v / 2**20, 1) for k, v in sorted(memory.peak.items())},
+    }
