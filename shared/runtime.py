@@ -19,6 +19,7 @@ from shared.db import create_pool, migrate
 from shared.logs import setup_logging
 from shared.messaging.broker import create_broker, subscribe_batches
 from shared.messaging.consumer import BatchHandler, BatchProcessor
+from shared.messaging.incarnation import IncarnationProbe
 from shared.messaging.outbox import OutboxRelay
 from shared.messaging.producer import EventProducer
 from shared.settings import Settings
@@ -62,6 +63,7 @@ class ServiceRuntime:
     # Periodic jobs (supervision ticks, checkpoints): (name, seconds, job(runtime) -> truthy if it wrote).
     periodic: list[tuple[str, float, Callable[["ServiceRuntime"], Awaitable[object]]]] = field(default_factory=list)
     _consumers_task: asyncio.Task | None = None
+    _probe: IncarnationProbe | None = None
     _periodic_tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def _every(self, name: str, seconds: float, job) -> None:
@@ -90,6 +92,11 @@ class ServiceRuntime:
             await topics.ensure_topics(s.kafka_bootstrap_servers, s.topic_partitions, **client)
             await producer.start()
 
+        self._probe = IncarnationProbe(s.kafka_bootstrap_servers, **client)
+
+        async def recreate_topics() -> None:
+            await topics.ensure_topics(s.kafka_bootstrap_servers, s.topic_partitions, **client)
+
         self.relay = OutboxRelay(
             self.pool,
             self.producer,
@@ -97,6 +104,9 @@ class ServiceRuntime:
             batch=s.outbox_batch,
             poll_seconds=s.outbox_poll_seconds,
             connect=connect,
+            incarnation=self._probe.current,
+            on_new_broker=recreate_topics,
+            redeliver_seconds=s.outbox_redeliver_seconds,
         )
         subs = self.subscriptions(self)
         if subs:
@@ -153,6 +163,8 @@ class ServiceRuntime:
             await self.broker.stop()
         if self.relay:
             await self.relay.stop()
+        if self._probe:
+            await self._probe.close()
         if self.producer:
             await self.producer.stop()
         if self.pool:

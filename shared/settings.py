@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     db_pool_max: int = 8
     outbox_batch: int = 500
     outbox_poll_seconds: float = 1.0
+    # How often clients refresh metadata: a consumer sees recreated topics (a broker that came back
+    # empty) or new partitions within this time, not the client default of five minutes.
+    kafka_metadata_max_age_ms: int = Field(default=10_000, ge=1_000)
+    # After the broker comes back empty (Tansu keeps nothing), events published this recently are
+    # published again; consumers' inboxes drop the ones they had applied.
+    outbox_redeliver_seconds: float = Field(default=3600.0, ge=0)
     retry_attempts: int = 3
     retry_backoff_seconds: float = 0.2
     # token -> grant, as JSON: {"secret": {"role": "clerk", "divisions": ["339901"]}}

@@ -38,6 +38,7 @@ class DrillResult:
     seconds: float
     dead_letters: int = 0  # records consumers set aside (poison), as audit recorded them
     note: str = ""
+    lost_after: dict | None = None  # for lost cases: the last step of the loop audit holds -> cases
 
     @property
     def passed(self) -> bool:
@@ -116,8 +117,8 @@ DRILLS: dict[str, tuple[bool, Callable[[DrillStack, random.Random], str]]] = {
     "pause-router": (True, pause_router),
     "restart-postgres": (True, restart_postgres),
     "poison": (True, poison),
-    # Tansu keeps its log in memory: what was published but not yet consumed when it stops is gone.
-    "restart-broker": (False, restart_broker),
+    # Tansu keeps nothing: the outboxes publish the last hour again, inboxes drop what was applied.
+    "restart-broker": (True, restart_broker),
 }
 
 
@@ -162,10 +163,18 @@ def run_drill(name: str, cases: int, seed: int, settle_seconds: float = 180) -> 
                              " AND data->>'description' LIKE '%' || $2 || '%'", LOOP[0], run)[0]["n"]
         extra_cases = max(0, received - len(ids))
         dead = stack.sql("SELECT count(*) AS n FROM audit.dead_letters")[0]["n"]
+        lost_after: dict[str, int] = {}
+        for c in ids:
+            have = per_case.get(c, {})
+            if set(have) != set(LOOP):
+                last = max((LOOP.index(t) for t in have), default=-1)
+                step = LOOP[last].removeprefix("org.onewindow.").removesuffix(".v1") if last >= 0 else "nothing"
+                lost_after[step] = lost_after.get(step, 0) + 1
         return DrillResult(name, claimed, cases, len(ids), recorded, len(ids) - recorded,
                            duplicated_events + extra_cases, round(time.monotonic() - started, 1), dead,
                            f"{note}; {len(refusals)} offers retried; {closed} closed"
-                           + (f"; last refusal: {refusals[-1]}" if len(accepted) < cases and refusals else ""))
+                           + (f"; last refusal: {refusals[-1]}" if len(accepted) < cases and refusals else "")
+                           + (f"; lost after: {lost_after}" if lost_after else ""), lost_after or None)
     finally:
         stack.stop()
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 
+from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import topics
@@ -76,6 +77,7 @@ async def run_simulator(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         **client,
     )
     producer = EventProducer(settings.kafka_bootstrap_servers, client_id="department-simulator", **client)
@@ -107,12 +109,26 @@ async def run_simulator(
                     if dispatch.unit_id in skip_units:
                         continue  # that unit is played by a real (or test) system
                     work.append((dispatch, ev.traceparent))
-            await asyncio.sleep(accept_delay)
-            await producer.send_all(answers + [feedback(d, "accepted", tp) for d, tp in work])
-            await asyncio.sleep(resolve_delay)
-            await producer.send_all([feedback(d, "resolved", tp) for d, tp in work])
-            await consumer.commit({TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1
-                                   for tp, recs in batch.items()})
+            try:
+                await asyncio.sleep(accept_delay)
+                await producer.send_all(answers + [feedback(d, "accepted", tp) for d, tp in work])
+                await asyncio.sleep(resolve_delay)
+                await producer.send_all([feedback(d, "resolved", tp) for d, tp in work])
+            except KafkaError as exc:
+                # the broker is away (or came back without its topics): read the batch again later
+                log.warning("answers not sent; the batch will be read again", extra={"error": type(exc).__name__})
+                for tp, recs in batch.items():
+                    if tp in consumer.assignment():  # after a rebalance the new owner reads it
+                        consumer.seek(tp, recs[0].offset)
+                await asyncio.sleep(1)
+                continue
+            try:
+                await consumer.commit({TopicPartition(tp.topic, tp.partition): recs[-1].offset + 1
+                                       for tp, recs in batch.items()})
+            except CommitFailedError:
+                # the group rebalanced (or the broker came back empty): the batch is read again, and
+                # the answers, whose ids derive from the dispatch, are dropped as repeats by the router
+                log.warning("commit refused after a rebalance; the batch will be read again")
             log.info("dispatches handled", extra={"count": len(work)})
     finally:
         await consumer.stop()

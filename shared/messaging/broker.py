@@ -31,6 +31,7 @@ def create_broker(settings: Settings, service: str) -> KafkaBroker:
         client_id=f"onewindow-{service}",
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
         graceful_timeout=20.0,
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         # per-message "Received/Processed" lines are debug noise; errors still log at ERROR
         logger=logging.getLogger(f"onewindow.{service}.faststream"),
         log_level=logging.DEBUG,

@@ -71,6 +71,10 @@ class OutboxRelay:
         batch: int,
         poll_seconds: float,
         connect: Callable[[], Awaitable[None]] | None = None,
+        incarnation: Callable[[], Awaitable[str]] | None = None,
+        on_new_broker: Callable[[], Awaitable[None]] | None = None,
+        redeliver_seconds: float = 3600.0,
+        incarnation_check_seconds: float = 5.0,
     ):
         self._pool = pool
         self._producer = producer
@@ -81,6 +85,13 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # A broker that came back empty: publish again what was published in the last
+        # `redeliver_seconds` (consumers' inboxes drop what they had already applied).
+        self._incarnation = incarnation
+        self._on_new_broker = on_new_broker
+        self._redeliver = redeliver_seconds
+        self._check_every = incarnation_check_seconds
+        self._checked_at = float("-inf")
 
     def wake(self) -> None:
         """Ask the relay to publish now (called after a commit that wrote outbox rows)."""
@@ -103,6 +114,8 @@ class OutboxRelay:
             try:
                 if not self._producer.started:
                     await self._connect()
+                if self._incarnation and asyncio.get_running_loop().time() - self._checked_at >= self._check_every:
+                    await self.check_incarnation()
                 while await self.drain_once():
                     pass
                 backoff = self._poll
@@ -116,6 +129,28 @@ class OutboxRelay:
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    async def check_incarnation(self) -> int:
+        """Compare the broker's incarnation with the last one seen; on a new one, recreate the topics and
+        mark the recently published rows unsent. Returns how many rows will be published again."""
+        current = await self._incarnation()
+        self._checked_at = asyncio.get_running_loop().time()
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self._lock_key)
+            known = await conn.fetchval("SELECT incarnation FROM broker_incarnations ORDER BY seq DESC LIMIT 1")
+            if known == current:
+                return 0
+            await conn.execute("INSERT INTO broker_incarnations (incarnation) VALUES ($1)", current)
+            if known is None:
+                return 0  # the first broker this service has seen: nothing was lost
+            if self._on_new_broker:
+                await self._on_new_broker()
+            again = await conn.fetch(
+                "UPDATE outbox SET published_at = NULL WHERE published_at > now() - make_interval(secs => $1)"
+                " RETURNING seq", self._redeliver)
+        log.warning("the broker came back empty; publishing recent events again",
+                    extra={"events": len(again), "window_seconds": self._redeliver})
+        return len(again)
 
     async def drain_once(self) -> int:
         """Publish one batch of unsent rows; returns how many were published."""

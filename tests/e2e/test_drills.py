@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-SHORT = ["kill-intake", "pause-router", "restart-postgres", "poison"]
+SHORT = ["kill-intake", "pause-router", "restart-postgres", "poison", "restart-broker"]
 
 
 def test_short_drills_lose_and_duplicate_nothing(tmp_path):

@@ -61,3 +61,65 @@ async def test_outbox_keeps_events_while_the_broker_is_down_and_relays_them_in_o
         await producer.stop()
         await pool.close()
         broker.stop()
+
+
+async def test_a_broker_that_comes_back_empty_gets_the_recent_events_again(database_url: str, tmp_path: Path):
+    """Tansu keeps nothing: after its restart the incarnation marker is new, the relay recreates the
+    topics and publishes again what it published in the window (older rows stay as they are)."""
+    from shared.messaging.incarnation import IncarnationProbe
+
+    schema = f"otest_{secrets.token_hex(3)}"
+    await migrate(database_url, schema, tmp_path)
+    pool = await create_pool(database_url, schema)
+    broker = devstack.EmbeddedBroker(devstack.free_port(), tmp_path / "broker.log").start()
+    bootstrap = broker.bootstrap_servers
+    probe = IncarnationProbe(bootstrap)
+    producer = EventProducer(bootstrap, "otest")
+    recreated: list[int] = []
+
+    async def connect() -> None:
+        await topics.ensure_topics(bootstrap, 1, [topics.CASES_RECEIVED])
+        await producer.start()
+
+    async def on_new_broker() -> None:
+        await topics.ensure_topics(bootstrap, 1, [topics.CASES_RECEIVED])
+        recreated.append(1)
+
+    relay = OutboxRelay(pool, producer, schema=schema, batch=100, poll_seconds=0.2, connect=connect,
+                        incarnation=probe.current, on_new_broker=on_new_broker, redeliver_seconds=600)
+    case = uuid.uuid4()
+    events = [CloudEvent.of(DispatchAccepted(case_id=case, dispatch_id=uuid.uuid4(), unit_id="u", note=str(i)),
+                            source="/otest", event_id=f"ev-{i}") for i in range(5)]
+    try:
+        await connect()
+        first = await probe.current()
+        assert await probe.current() == first, "the same broker keeps its id"
+        assert await relay.check_incarnation() == 0, "the first broker seen: nothing to publish again"
+        async with pool.acquire() as conn, conn.transaction():
+            await add_to_outbox(conn, [Outgoing(topics.CASES_RECEIVED, e) for e in events])
+        assert await relay.drain_once() == 5
+        # one row published long ago: outside the window
+        await pool.execute("UPDATE outbox SET published_at = now() - interval '2 hours' WHERE event_id = 'ev-0'")
+        assert len(await read_topic(bootstrap, topics.CASES_RECEIVED)) == 5
+
+        broker.stop()
+        broker.start()  # same port, empty
+        deadline = time.monotonic() + 30
+        while True:  # the relay retries the same way while the broker reconnects
+            try:
+                second = await probe.current()
+                break
+            except Exception:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.5)
+        assert second != first
+        assert await relay.check_incarnation() == 4 and recreated == [1]
+        assert await relay.check_incarnation() == 0, "once per incarnation"
+        assert await relay.drain_once() == 4  # the same producer: it reconnects by itself
+        again = [decode(r.key, r.value, r.headers).id for r in await read_topic(bootstrap, topics.CASES_RECEIVED)]
+        assert again == [f"ev-{i}" for i in range(1, 5)], "in their original order"
+    finally:
+        await probe.close()
+        await producer.stop()
+        broker.stop()
+        await pool.close()
