@@ -150,7 +150,10 @@ def fold(summary: CaseSummary, event_type: str, data: dict[str, Any], at: dateti
         case "case.routed.v1":
             s.category = data.get("category") or s.category
             s.risk_colour = data.get("risk_colour") or s.risk_colour
-            s.status = "routed"
+            # the decision and its dispatches travel on different topics: a dispatch recorded first
+            # already says more than "routed"
+            if s.holder_unit_id is None and s.status not in CLOSING_STATUSES:
+                s.status = "routed"
         case "case.manual_triage_required.v1":
             s.status, s.holder_unit_id, s.holder_since = "manual_triage", None, at
         case "case.dispatched.v1":
@@ -161,11 +164,11 @@ def fold(summary: CaseSummary, event_type: str, data: dict[str, Any], at: dateti
             if data.get("role", "lead") == "lead":
                 s.lead_dispatch_id, s.holder_unit_id, s.holder_since = data.get("dispatch_id"), data.get("unit_id"), at
                 s.status, s.supervision, s.overdue = "dispatched", "white", False
-        case "dispatch.accepted.v1" if lead:
+        case "dispatch.accepted.v1" if lead and s.status not in CLOSING_STATUSES | {"resolved"}:
             s.status = "accepted"
-        case "dispatch.progress.v1" if lead:
+        case "dispatch.progress.v1" if lead and s.status not in CLOSING_STATUSES | {"resolved"}:
             s.status = "in_progress"
-        case "dispatch.resolved.v1" if lead:
+        case "dispatch.resolved.v1" if lead and s.status not in CLOSING_STATUSES:
             s.status, s.supervision, s.overdue = "resolved", "white", False
         case "dispatch.returned.v1":
             s.returns += 1

@@ -84,3 +84,16 @@ def test_free_text_numbers_masked_ids_and_codes_left_alone():
     assert masked["agreement"]["terms"] == "王五赔偿2000元，联系188****2222"
     assert masked["people_involved"] == 13812345678  # a number field is not free text
     assert data["description"] == "我叫张三，手机13900001111", "the input is not changed"
+
+
+def test_events_recorded_out_of_order_across_topics_do_not_step_the_status_back():
+    """router.decisions, dispatch.* and feedback.* are separate topics: audit may record a dispatch
+    before the decision that made it, or a late feedback after the closure."""
+    s = _play(RECEIVED, LEAD, ROUTED)
+    assert (s.status, s.holder_unit_id, s.category) == ("dispatched", "police-339901001", "public_security.violence")
+    fold(s, P + "dispatch.resolved.v1", {"dispatch_id": "d1"}, T0 + timedelta(hours=1))
+    fold(s, P + "dispatch.accepted.v1", {"dispatch_id": "d1"}, T0 + timedelta(hours=1))  # recorded late
+    assert s.status == "resolved"
+    fold(s, P + "case.closed.v1", {"dispatch_id": "d1"}, T0 + timedelta(hours=2))
+    fold(s, P + "dispatch.progress.v1", {"dispatch_id": "d1"}, T0 + timedelta(hours=2))
+    assert s.status == "closed"
