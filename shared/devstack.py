@@ -94,6 +94,33 @@ def embedded_postgres_dsn(data_dir: Path) -> str:
     return server.get_uri()
 
 
+def local_broker_and_database(work: Path) -> tuple[str, str, EmbeddedBroker | None]:
+    """(bootstrap servers, PostgreSQL DSN, broker started here or None) for a local run: the ones in
+    KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else an embedded broker and PostgreSQL under `work`."""
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = EmbeddedBroker(free_port(), work / "broker.log").start()
+        bootstrap = broker.bootstrap_servers
+    return bootstrap, os.environ.get("DATABASE_URL") or embedded_postgres_dsn(work / "pgdata"), broker
+
+
+async def create_database(base_dsn: str, prefix: str) -> str:
+    """A new, empty database on the server of `base_dsn`; returns its DSN."""
+    import secrets
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(base_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(base_dsn)._replace(path=f"/{name}"))
+
+
 @dataclass
 class ServiceProcess:
     """One OneWindow process (`onewindow run <service>` or `onewindow simulate`) as a child."""

@@ -11,7 +11,6 @@ the same HTTP load generator, and PostgreSQL COPY. Peak resident memory per serv
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ import asyncpg
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.drill.stack import TEXTS, DrillStack
+from services.drill.stack import DrillStack, submission
 from shared import devstack, topics
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
@@ -49,12 +48,6 @@ class Load:
     accepted: int = 0
     errors: int = 0
     seconds: float = 0.0
-
-
-def body(i: int, run: str) -> dict:
-    text, division = TEXTS[i % len(TEXTS)]
-    tag = hashlib.sha256(f"{run}-{i}".encode()).hexdigest() + hashlib.sha256(f"{i}-{run}".encode()).hexdigest()
-    return {"channel": "hotline", "description": f"{text}（压测{run}，编号{tag}）", "location": {"division_code": division}}
 
 
 class Connection:
@@ -104,7 +97,7 @@ async def drive(url: str, token: str, run: str, *, rate: float | None, seconds: 
         load.offered += 1
         sent = time.time() * 1000
         try:
-            status, answer = await conn.post(body(i, run))
+            status, answer = await conn.post(submission(i, run))
         except (OSError, asyncio.IncompleteReadError, ValueError):
             conn.close()
             load.errors += 1

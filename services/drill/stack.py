@@ -29,6 +29,14 @@ LOOP = [
 ]
 
 
+def submission(i: int, run: str) -> dict:
+    """The i-th case of a run: the same on every retry, distinct enough from the others not to be linked
+    as a repeat report (重复件); its description names the run."""
+    text, division = TEXTS[i % len(TEXTS)]
+    tag = hashlib.sha256(f"{run}-{i}".encode()).hexdigest() + hashlib.sha256(f"{i}-{run}".encode()).hexdigest()
+    return {"channel": "hotline", "description": f"{text}（{run}，编号{tag}）", "location": {"division_code": division}}
+
+
 @dataclass
 class DrillStack:
     """Broker, PostgreSQL, the four services and the simulator of one drill."""
@@ -99,14 +107,10 @@ class DrillStack:
     # --- load and accounting -------------------------------------------------------------------------
     def submit(self, i: int, run: str) -> tuple[str | None, str]:
         """Offer one case: (its id if intake accepted it, else None and why not)."""
-        text, division = TEXTS[i % len(TEXTS)]
-        # distinct enough not to be linked as a repeat report (重复件), the same on every retry
-        tag = hashlib.sha256(f"{run}-{i}".encode()).hexdigest() + hashlib.sha256(f"{i}-{run}".encode()).hexdigest()
         try:
             r = httpx.post(f"{self.url('intake')}/v1/cases", timeout=10,
                            headers={"Authorization": f"Bearer {self.clerk}", "Idempotency-Key": f"{run}-{i:06d}"},
-                           json={"channel": "hotline", "description": f"{text}（演练{run}，编号{tag}）",
-                                 "location": {"division_code": division}})
+                           json=submission(i, run))
         except httpx.HTTPError as exc:
             return None, type(exc).__name__
         if r.status_code == 202:

@@ -280,7 +280,7 @@ def offsets_show(
     from rich.table import Table
 
     from shared import topics
-    from shared.messaging.log import existing_topics, group_lag
+    from shared.messaging.log import LogError, existing_topics, group_lag
 
     s, client = settings_and_client()
 
@@ -289,8 +289,6 @@ def offsets_show(
         wanted = list(dict.fromkeys(topic)) if topic else [t for t in topics.ALL_TOPICS if t in known]
         unknown = [t for t in wanted if t not in known]
         if unknown:
-            from shared.messaging.log import LogError
-
             raise LogError(f"unknown topic(s): {', '.join(unknown)}")
         return await group_lag(s.kafka_bootstrap_servers, group, wanted, **client)
 

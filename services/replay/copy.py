@@ -108,17 +108,11 @@ class CopyResult:
 
 async def ensure_sandbox(bootstrap: str, wanted: dict[str, int], **client) -> None:
     """Create target topics that do not exist yet (as many partitions as their source)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        new = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
-        if new:
-            await admin.create_topics(new)
-    finally:
-        await admin.close()
+    by_partitions: dict[int, list[str]] = {}
+    for t, n in wanted.items():
+        by_partitions.setdefault(n, []).append(t)
+    for n, names in by_partitions.items():
+        await topics.ensure_topics(bootstrap, n, names, **client)
 
 
 async def write_records(bootstrap: str, batches, target_of: Callable[[LogRecord], str],

@@ -11,8 +11,8 @@ import asyncio
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+
+from shared import topics
 
 TOPIC = "onewindow.broker-incarnation"
 _TP = TopicPartition(TOPIC, 0)
@@ -46,14 +46,7 @@ class IncarnationProbe:
         raise RuntimeError("the broker's incarnation marker could not be read")
 
     async def _mark(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **self._client)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(TOPIC, 1, 1)])
-        except TopicAlreadyExistsError:
-            pass
-        finally:
-            await admin.close()
+        await topics.ensure_topics(self._bootstrap, 1, [TOPIC], **self._client)
         producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all", **self._client)
         await producer.start()
         try:
