@@ -17,6 +17,7 @@ import typer
 from services.drill.cli import bench as bench_command
 from services.drill.cli import drill as drill_command
 from services.replay.cli import offsets_app, replay_app
+from services.router.cli import router_app
 from shared import devstack
 
 app = typer.Typer(help="OneWindow: one window intake, back-office dispatch.", no_args_is_help=True)
@@ -26,6 +27,7 @@ contracts_app = typer.Typer(help="Contracts for integrating systems: JSON Schema
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(replay_app, name="replay")
 app.add_typer(offsets_app, name="offsets")
+app.add_typer(router_app, name="router")
 app.command("drill")(drill_command)
 app.command("bench")(bench_command)
 

@@ -177,6 +177,7 @@ def rebuild_audit_cmd(
 def what_if_cmd(
     catalogue: Annotated[Path | None, typer.Option(help="the candidate catalogue (TOML)")] = None,
     units: Annotated[Path | None, typer.Option(help="the candidate unit directory (TOML)")] = None,
+    model: Annotated[Path | None, typer.Option(help="the candidate triage model (its manifest, triage-….json)")] = None,
     from_file: Annotated[Path | None, typer.Option(help="recorded events (JSON lines) instead of the topic")] = None,
     from_offset: FromOffset = None,
     since: Since = None,
@@ -185,28 +186,31 @@ def what_if_cmd(
     html_out: Annotated[Path | None, typer.Option("--html", help="write a report page")] = None,
     show: Annotated[int, typer.Option(help="cases listed per group in the terminal")] = 3,
 ) -> None:
-    """Decide recorded received cases with the current and a candidate catalogue/units; report what would
-    change (unit kind, unit, level, risk colour), grouped by the rule that made the difference."""
+    """Decide recorded received cases with the live and a candidate catalogue, units and/or triage model;
+    report what would change (category, unit kind, unit, level, risk colour), grouped by the rule that
+    made the difference."""
     from rich.console import Console
     from rich.table import Table
 
     from services.replay import whatif
     from services.replay.copy import read_lines
-    from services.router import domain
+    from services.router import domain, triage
     from shared import topics
     from shared.messaging.log import Range, read, reader, resolve
 
-    if catalogue is None and units is None:
-        fail("give a candidate --catalogue and/or --units")
+    if catalogue is None and units is None and model is None:
+        fail("give a candidate --catalogue, --units and/or --model")
     if from_file and (from_offset is not None or since or until):
         fail("--from-file reads the whole file; range options apply to the topic")
-    for p in (catalogue, units):
+    for p in (catalogue, units, model):
         if p is not None and not p.is_file():
             fail(f"no such file: {p}")
     try:
-        baseline = (domain.load_catalogue(), domain.load_units())
+        baseline = (domain.load_catalogue(), domain.load_units(), triage.load_active())
         candidate = (domain.load_catalogue(catalogue) if catalogue else baseline[0],
-                     domain.load_units(units) if units else baseline[1])
+                     domain.load_units(units) if units else baseline[1],
+                     triage.TriageModel.load(model) if model else baseline[2])
+        domain.check_model(candidate[2], candidate[0])
     except Exception as exc:  # a broken candidate file: say why
         fail(f"cannot load the candidate: {type(exc).__name__}: {str(exc)[:500]}")
 
@@ -228,8 +232,10 @@ def what_if_cmd(
     cases, skipped = whatif.received_cases(recs)
     cases.sort(key=lambda c: (c.received_at, c.case_number))
     seen, changes = whatif.compare(cases, baseline, candidate)
+    before = f"{baseline[0].version}+{baseline[2].version}"
+    after = f"{candidate[0].version}+{candidate[2].version}"
     t = Table("cause", "cases", "fields", "examples",
-              title=f"what-if {baseline[0].version} → {candidate[0].version}: {seen} cases, {len(changes)} change"
+              title=f"what-if {before} → {after}: {seen} cases, {len(changes)} change"
                     f" ({skipped} other records skipped)")
     for cause, items in whatif.groups(changes):
         fields = sorted({f for c in items for f in c.fields})
@@ -238,7 +244,7 @@ def what_if_cmd(
     if csv_out:
         csv_out.write_text(whatif.to_csv(changes), encoding="utf-8")
     if html_out:
-        html_out.write_text(whatif.to_html(seen, changes, baseline[0].version, candidate[0].version),
+        html_out.write_text(whatif.to_html(seen, changes, before, after),
                             encoding="utf-8")
 
 

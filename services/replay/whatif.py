@@ -1,5 +1,5 @@
 """What-if routing: run the router's pure decision over recorded `case.received` events with two
-catalogue/unit versions and report every case whose lead unit kind, unit, level or risk colour would
+versions of its reference (catalogue, units, triage model) and report every case whose lead unit kind, unit, level or risk colour would
 differ, grouped by the rule that made the difference. Deterministic: deadlines run from each case's
 received time and nothing else varies, so the same inputs give the same report."""
 
@@ -17,9 +17,9 @@ from shared.cloudevents import ContractError, EnvelopeError, decode
 from shared.contracts import CaseReceived
 from shared.messaging.log import LogRecord
 
-FIELDS = ("unit_kind", "unit_id", "level", "risk_colour")
+FIELDS = ("category", "unit_kind", "unit_id", "level", "risk_colour")
 # The stages of a decision, in order; a difference is blamed on the first stage whose rules differ.
-STAGES = (("triage", ("category:", "phrase:")), ("risk", ("risk:",)), ("jurisdiction", ("jurisdiction:", "assist:")))
+STAGES = (("triage", ("category:", "model:", "hint:")), ("risk", ("risk:",)), ("jurisdiction", ("jurisdiction:", "assist:")))
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Outcome:
     """One version's decision for a case, reduced to what the report compares."""
 
     manual: str | None  # the reason, when the case would go to the manual queue
+    category: str | None
     unit_kind: str | None
     unit_id: str | None
     level: str | None
@@ -36,11 +37,12 @@ class Outcome:
     @classmethod
     def of(cls, decision: domain.Plan | domain.ManualQueue | str) -> "Outcome":
         if isinstance(decision, str):  # refused (an unknown category in this version)
-            return cls(decision, None, None, None, None, ())
+            return cls(decision, None, None, None, None, None, ())
         if isinstance(decision, domain.ManualQueue):
-            return cls(decision.reason, None, None, None, None, ())
+            return cls(decision.reason, None, None, None, None, None, ())
         lead = decision.lead
-        return cls(None, lead.kind.value, lead.id, lead.level.value, decision.risk.value, tuple(decision.rule_ids))
+        return cls(None, decision.category.code, lead.kind.value, lead.id, lead.level.value, decision.risk.value,
+                   tuple(decision.rule_ids))
 
     def value(self, name: str) -> str:
         v = getattr(self, name)
@@ -59,12 +61,15 @@ class Change:
     cause: str
 
 
-def decide(case: CaseReceived, catalogue: domain.Catalogue, units: domain.UnitDirectory) -> Outcome:
+Reference = tuple  # (catalogue, unit directory, triage model or None): one version of what the router decides by
+
+
+def decide(case: CaseReceived, catalogue: domain.Catalogue, units: domain.UnitDirectory, model=None) -> Outcome:
     """The router's initial decision for a received case (as its handler makes it)."""
     facts = domain.CaseFacts(f"{case.title} {case.description}", case.category, case.location.division_code,
-                             case.risk_flags, case.received_at)
+                             case.risk_flags, case.received_at, channel=case.channel.value)
     try:
-        return Outcome.of(domain.route(facts, catalogue, units))
+        return Outcome.of(domain.route(facts, catalogue, units, model))
     except domain.UnknownCategory as exc:
         return Outcome.of(f"refused: {exc}")
 
@@ -73,7 +78,7 @@ def cause_of(before: Outcome, after: Outcome) -> str:
     """The first stage whose rules differ, with the rules each version applied there."""
     if (before.manual is None) != (after.manual is None):
         manual = before.manual or after.manual
-        if not any(r.startswith(("category:", "phrase:")) for r in before.rules + after.rules):
+        if not any(r.startswith(STAGES[0][1]) for r in before.rules + after.rules):
             return f"manual queue: {manual}"
     for stage, prefixes in STAGES:
         b = sorted(r for r in before.rules if r.startswith(prefixes))
@@ -103,8 +108,7 @@ def received_cases(records: Iterable[LogRecord]) -> tuple[list[CaseReceived], in
     return cases, skipped
 
 
-def compare(cases: Iterable[CaseReceived], baseline: tuple[domain.Catalogue, domain.UnitDirectory],
-            candidate: tuple[domain.Catalogue, domain.UnitDirectory]) -> tuple[int, list[Change]]:
+def compare(cases: Iterable[CaseReceived], baseline: Reference, candidate: Reference) -> tuple[int, list[Change]]:
     """Decide every case with both versions; (cases seen, changes in case-number order)."""
     seen, changes = 0, []
     for case in cases:

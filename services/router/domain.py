@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts import Level, RiskColour, RoutingReason
+from services.router.triage import Candidate, Prediction, TriageModel
 from shared.topics import UnitKind
 
 REFERENCE = Path(__file__).parent / "reference"
@@ -33,17 +34,21 @@ class _Frozen(BaseModel):
 
 
 class Category(_Frozen):
-    """One matter in the catalogue (事项)."""
+    """One item of the catalogue (事项): a leaf of domain → matter → item, flattened."""
 
-    code: str
+    code: str  # "<domain>.<matter>.<item>"
     name: str
+    path: tuple[str, ...] = ()  # the names of its domain and matter, then its own
     unit_kind: UnitKind
     level: Level
     specialty: str | None = None
     acknowledge_hours: Annotated[float, Field(gt=0)]
     resolve_hours: Annotated[float, Field(gt=0)]
     assist_kinds: tuple[UnitKind, ...] = ()
-    phrases: tuple[tuple[str, Annotated[float, Field(gt=0)]], ...] = ()
+    mediation_first: bool = False  # 诉前调解: offered mediation before the court takes it
+    risk: RiskColour = RiskColour.GREEN  # the least colour a case of this matter gets
+    on_red: str = "police_assist"  # a red case of a mediation or petition matter: police lead or assist
+    scope: str = ""
 
 
 class RiskEffect(_Frozen):
@@ -63,17 +68,42 @@ class RiskRules(_Frozen):
     yellow_phrases: tuple[str, ...]
     repeats_to_raise: Annotated[int, Field(ge=1)]
     effects: dict[RiskColour, RiskEffect]
+    # The police matter that leads a red dispute when the model offers none (a category given by a channel).
+    police_lead_category: str = "public_security.violence.armed"
+
+
+_INHERITED = ("unit_kind", "level", "specialty", "acknowledge_hours", "resolve_hours", "assist_kinds",
+              "mediation_first", "risk", "on_red")
+
+
+def _flatten(domains: list[dict]) -> list[dict]:
+    """Items of the domain → matter → item tree as flat categories; a matter's fields are its items' defaults."""
+    out = []
+    for d in domains:
+        for m in d.get("matter", []):
+            defaults = {k: m[k] for k in _INHERITED if k in m}
+            for item in m.get("item", []):
+                out.append({**defaults, **item, "code": f"{d['code']}.{m['code']}.{item['code']}",
+                            "path": (d["name"], m["name"], item["name"])})
+    return out
 
 
 class Catalogue(_Frozen):
-    """The matter catalogue (事项清单), versioned."""
+    """The matter catalogue (事项清单), versioned: a tree of domains, matters and items (the categories)."""
 
     version: str
-    manual_threshold: Annotated[float, Field(ge=0, le=1)]
     max_returns: Annotated[int, Field(ge=0)]
     yellow_share: Annotated[float, Field(gt=0, lt=1)]
+    trusted_channels: tuple[str, ...] = ("window", "hotline", "grid", "police_referral", "court_referral")
     risk: RiskRules
     category: tuple[Category, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tree(cls, data):
+        if isinstance(data, dict) and "domain" in data:
+            data = {k: v for k, v in data.items() if k != "domain"} | {"category": _flatten(data["domain"])}
+        return data
 
     @field_validator("category")
     @classmethod
@@ -81,22 +111,31 @@ class Catalogue(_Frozen):
         codes = [c.code for c in value]
         if len(codes) != len(set(codes)):
             raise ValueError("category codes must be unique")
+        for c in value:
+            if c.on_red not in ("police_lead", "police_assist"):
+                raise ValueError(f"{c.code}: on_red must be police_lead or police_assist")
         return value
+
+    @cached_property
+    def _by_code(self) -> dict[str, Category]:
+        return {c.code: c for c in self.category}
 
     def get(self, code: str) -> Category | None:
         """The category with this code, if catalogued."""
-        return next((c for c in self.category if c.code == code), None)
+        return self._by_code.get(code)
+
+    @cached_property
+    def kinds(self) -> dict[str, str]:
+        """Category code → unit kind (what the triage model needs to sum probabilities by kind)."""
+        return {c.code: c.unit_kind.value for c in self.category}
 
     @cached_property
     def tokenizer(self):
-        """A jieba tokenizer that knows every catalogue phrase as a word."""
+        """A jieba tokenizer that knows every risk phrase as a word."""
         import jieba
 
         jieba.setLogLevel(logging.WARNING)
         tk = jieba.Tokenizer()
-        for cat in self.category:
-            for phrase, _w in cat.phrases:
-                tk.add_word(phrase, freq=100_000)
         for phrase in (*self.risk.red_phrases, *self.risk.yellow_phrases):
             tk.add_word(phrase, freq=100_000)
         return tk
@@ -145,83 +184,119 @@ def load_units(path: Path = REFERENCE / "units.toml") -> UnitDirectory:
     return UnitDirectory.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
 
 
+def check_model(model: TriageModel, catalogue: Catalogue) -> None:
+    """Refuse a triage model that can name a category the catalogue does not have, or the wrong kind."""
+    wrong = sorted(c for c in model.classes if catalogue.kinds.get(c) != model.kinds.get(c))
+    if wrong:
+        raise ValueError(f"triage model {model.version} does not fit catalogue {catalogue.version}: "
+                         f"{', '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}")
+
+
 # ---------------------------------------------------------------- triage and risk
 
-
-def _phrase_hits(text: str, phrases: list[str], catalogue: Catalogue) -> set[str]:
-    """Phrases present as a word, inside a word, or as consecutive words — never across a word boundary."""
-    tokens, grams = _segmented(catalogue, text)
-    return {p for p in phrases if p in grams or any(p in t for t in tokens if len(t) > len(p))}
+# A phrase right after one of these is denied ("不是打架", "没有拿刀"), not reported.
+_NEGATIONS = ("不是", "没有", "没", "并非", "未", "不", "无", "别")
 
 
-def _segmented(catalogue: Catalogue, text: str) -> tuple[list[str], set[str]]:
-    # Triage and risk grading read the same text: segment it once (the last few texts are kept).
+def _segmented(catalogue: Catalogue, text: str) -> list[str]:
+    # Risk grading reads the segmented text; the last few texts are kept (a batch grades each once).
     cache = catalogue.__dict__.setdefault("_segment_cache", {})
     if text not in cache:
         if len(cache) > 256:
             cache.clear()
-        tokens = catalogue.tokenizer.lcut(text)
-        grams = set(tokens)
-        grams.update(a + b for a, b in zip(tokens, tokens[1:]))
-        grams.update(a + b + c for a, b, c in zip(tokens, tokens[1:], tokens[2:]))
-        cache[text] = (tokens, grams)
+        cache[text] = catalogue.tokenizer.lcut(text, HMM=False)
     return cache[text]
+
+
+def _phrase_hits(text: str, phrases: Sequence[str], catalogue: Catalogue) -> set[str]:
+    """Phrases present as a word or inside a word, unless a negation stands just before them."""
+    tokens = _segmented(catalogue, text)
+    hits = set()
+    for i, tok in enumerate(tokens):
+        for p in phrases:
+            if p in tok and len(tok) >= len(p):
+                before = "".join(tokens[max(0, i - 2):i])[-3:] + tok[:tok.index(p)]
+                if not any(before.endswith(n) or before[:-1].endswith(n) for n in _NEGATIONS):
+                    hits.add(p)
+    return hits
 
 
 @dataclass(frozen=True)
 class Triage:
-    """Which category a case is, how sure, and the rules that said so."""
+    """Which category a case is, how sure, and what said so."""
 
     category: Category
-    confidence: float
+    confidence: float  # the calibrated probability of the category's unit kind (the threshold applies to it)
     rule_ids: tuple[str, ...]
+    probability: float = 1.0  # of the category itself
+    features: tuple[str, ...] = ()
+    candidates: tuple[Candidate, ...] = ()
+    model_version: str | None = None
+    prediction: Prediction | None = None
 
 
 class UnknownCategory(ValueError):
     """A category code that is not in the catalogue."""
 
 
-def triage(text: str, category: str | None, catalogue: Catalogue) -> Triage | None:
-    """The category: as given (it must be catalogued), else by weighted phrases over the segmented text.
+@dataclass(frozen=True)
+class ManualQueue:
+    """The decision that a person must triage or dispatch the case, with the model's candidates."""
 
-    Confidence is the best category's share of all phrase weight found, capped by how much weight it
-    found (one weak phrase is not enough). None when nothing matched.
+    reason: str
+    candidates: tuple[Candidate, ...] = ()
+    model_version: str | None = None
+
+
+def triage(text: str, category: str | None, catalogue: Catalogue, model: TriageModel | None,
+           channel: str = "window", prediction: Prediction | None = None) -> Triage | ManualQueue:
+    """The category: as given by a trusted channel (it must be catalogued), else the model's reading.
+
+    A citizen's own choice of category is a hint recorded beside the model's decision. Below the
+    model's calibrated threshold on the unit kind, the case goes to the manual queue with candidates.
     """
+    hint = ()
     if category:
         given = catalogue.get(category)
-        if given is None:
-            raise UnknownCategory(f"category {category!r} is not in catalogue {catalogue.version}")
-        return Triage(given, 1.0, (f"category:{given.code}",))
-    all_phrases = [p for c in catalogue.category for p, _ in c.phrases]
-    hits = _phrase_hits(text, all_phrases, catalogue)
-    scores = []
-    for cat in catalogue.category:
-        found = tuple(p for p, _ in cat.phrases if p in hits)
-        score = sum(w for p, w in cat.phrases if p in found)
-        if score:
-            scores.append((score, cat, found))
-    if not scores:
-        return None
-    scores.sort(key=lambda s: (-s[0], s[1].code))
-    best, cat, found = scores[0]
-    total = sum(s[0] for s in scores)
-    confidence = round(min(1.0, best) * best / total, 3)
-    return Triage(cat, confidence, tuple(f"phrase:{cat.code}:{h}" for h in found))
+        if channel in catalogue.trusted_channels:
+            if given is None:
+                raise UnknownCategory(f"category {category!r} is not in catalogue {catalogue.version}")
+            return Triage(given, 1.0, (f"category:{given.code}",))
+        hint = (f"hint:{category}",)
+    if model is None:
+        return ManualQueue("no category was given and no triage model is loaded")
+    p = prediction or model.predict([text])[0]
+    kind = p.kind
+    kind_p = p.kind_probabilities[kind]
+    best = p.best_by_kind.get(kind) or p.best
+    cat = catalogue.get(best.category)
+    if cat is None:
+        return ManualQueue(f"model {model.version} chose {best.category!r}, not in catalogue {catalogue.version}",
+                           p.candidates, model.version)
+    if kind_p < model.threshold:
+        return ManualQueue(f"triage: {kind} at {kind_p:.2f} is below the threshold {model.threshold:.2f}",
+                           p.candidates, model.version)
+    return Triage(cat, round(kind_p, 4), (f"model:{model.version}:{cat.code}", *hint),
+                  probability=best.probability, features=p.features, candidates=p.candidates,
+                  model_version=model.version, prediction=p)
 
 
-def grade_risk(flags: list[str], text: str, repeats: int, catalogue: Catalogue) -> tuple[RiskColour, tuple[str, ...]]:
-    """The risk colour and why: flags, alarming phrases, repeated reports (each repeat raises it)."""
+def grade_risk(flags: list[str], text: str, repeats: int, catalogue: Catalogue,
+               floor: RiskColour = RiskColour.GREEN) -> tuple[RiskColour, tuple[str, ...]]:
+    """The risk colour and why: flags, alarming phrases (not negated), the matter's own floor, repeats."""
     rules = catalogue.risk
-    reasons: list[str] = []
     colour = RiskColour.GREEN
     red = [f for f in flags if f in rules.red_flags]
-    red += sorted(_phrase_hits(text, list(rules.red_phrases), catalogue))
+    red += sorted(_phrase_hits(text, rules.red_phrases, catalogue))
     yellow = [f for f in flags if f in rules.yellow_flags]
-    yellow += sorted(_phrase_hits(text, list(rules.yellow_phrases), catalogue))
+    yellow += sorted(_phrase_hits(text, rules.yellow_phrases, catalogue))
+    reasons: list[str] = []
     if red:
         colour, reasons = RiskColour.RED, [f"risk:red:{r}" for r in red]
     elif yellow:
         colour, reasons = RiskColour.YELLOW, [f"risk:yellow:{r}" for r in yellow]
+    if COLOUR_ORDER.index(floor) > COLOUR_ORDER.index(colour):
+        colour, reasons = floor, [*reasons, f"risk:{floor.value}:matter"]
     if repeats >= rules.repeats_to_raise and colour is not RiskColour.RED:
         colour = COLOUR_ORDER[COLOUR_ORDER.index(colour) + 1]
         reasons.append(f"risk:repeats:{repeats}")
@@ -291,18 +366,12 @@ class Plan:
     acknowledge_by: datetime
     resolve_by: datetime
     reason: RoutingReason = RoutingReason.INITIAL
+    triage: Triage | None = None  # the model's reading, when the model chose the category
 
     @property
     def lead(self) -> Unit:
         """The lead unit (主办)."""
         return self.assignments[0].unit
-
-
-@dataclass(frozen=True)
-class ManualQueue:
-    """The decision that a person must triage or dispatch the case."""
-
-    reason: str
 
 
 def plan_for(
@@ -319,8 +388,12 @@ def plan_for(
     exclude: frozenset[str] = frozenset(),
     lead: Unit | None = None,
     reason: RoutingReason = RoutingReason.INITIAL,
+    extra_assist: tuple[Category, ...] = (),
 ) -> Plan | ManualQueue:
-    """Assign lead and assisting units for a category at its level (lifted by risk) and set deadlines."""
+    """Assign lead and assisting units for a category at its level (lifted by risk) and set deadlines.
+
+    `extra_assist` are matters whose units assist the lead (a red dispute led by the police keeps its
+    mediation committee beside it)."""
     effect = catalogue.risk.effects.get(risk)
     level = category.level
     if effect and effect.lift_levels:
@@ -335,6 +408,12 @@ def plan_for(
         if kind == lead.kind:
             continue
         helper = find_unit(units, kind, Level.TOWN if kind is UnitKind.POLICE else category.level, division_code)
+        if helper:
+            assignments.append(Assigned(helper, "assist"))
+    for other in extra_assist:
+        if other.unit_kind in {a.unit.kind for a in assignments}:
+            continue
+        helper = find_unit(units, other.unit_kind, other.level, division_code, other.specialty)
         if helper:
             assignments.append(Assigned(helper, "assist"))
     factor = effect.deadline_factor if effect else 1.0
@@ -363,21 +442,40 @@ class CaseFacts:
     risk_flags: list[str]
     received_at: datetime
     repeats: int = 0
+    channel: str = "window"
 
 
-def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory) -> Plan | ManualQueue:
+def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory, model: TriageModel | None,
+          prediction: Prediction | None = None) -> Plan | ManualQueue:
     """Decide who handles a new case. Deterministic: deadlines run from the received time.
 
-    Raises UnknownCategory for a category code the catalogue does not have.
+    Safety wraps the model: a red case of a mediation or petition matter never goes there alone —
+    police lead (the dispute's unit assists) or assist, as the matter says in the catalogue.
+    Raises UnknownCategory for a category code a trusted channel gave that the catalogue does not have.
     """
-    t = triage(case.text, case.category, catalogue)
-    if t is None:
-        return ManualQueue("no catalogue rule matched the category or the text")
-    if t.confidence < catalogue.manual_threshold:
-        return ManualQueue(f"triage confidence {t.confidence} below {catalogue.manual_threshold}")
-    colour, reasons = grade_risk(case.risk_flags, case.text, case.repeats, catalogue)
-    return plan_for(t.category, colour, case.division_code, catalogue, units, case.received_at,
-                    confidence=t.confidence, risk_reasons=reasons, rule_ids=t.rule_ids)
+    t = triage(case.text, case.category, catalogue, model, case.channel, prediction)
+    if isinstance(t, ManualQueue):
+        return t
+    colour, reasons = grade_risk(case.risk_flags, case.text, case.repeats, catalogue, t.category.risk)
+    category, extra, rules = t.category, (), t.rule_ids
+    if colour is RiskColour.RED and category.unit_kind in (UnitKind.MEDIATION, UnitKind.PETITION):
+        if category.on_red == "police_lead":
+            police = t.prediction.best_by_kind.get("police") if t.prediction else None
+            lead_cat = catalogue.get(police.category if police else catalogue.risk.police_lead_category)
+            if lead_cat is None:
+                return ManualQueue(f"red {category.code}: no police matter to lead it", t.candidates,
+                                   t.model_version)
+            category, extra = lead_cat, (t.category,)
+            rules = (*rules, f"risk:red:police_lead:{lead_cat.code}")
+    plan = plan_for(category, colour, case.division_code, catalogue, units, case.received_at,
+                    confidence=t.confidence, risk_reasons=reasons, rule_ids=rules, extra_assist=extra)
+    if (isinstance(plan, Plan) and plan.risk is RiskColour.RED
+            and all(a.unit.kind is not UnitKind.POLICE for a in plan.assignments)):
+        return ManualQueue(f"red case and no police unit serves division {case.division_code}",
+                           t.candidates, t.model_version)
+    if isinstance(plan, Plan) and t.model_version:
+        plan = replace(plan, triage=t)
+    return plan
 
 
 # ---------------------------------------------------------------- the case lifecycle

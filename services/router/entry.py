@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.router import domain
+from services.router import domain, triage
 from services.router.api import build_api
 from services.router.handlers import (
     CONSUMED_TOPICS,
@@ -28,8 +28,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Router: `intake.cases` + `feedback.*` → decisions, dispatches, notices (through the outbox)."""
     settings = settings or Settings()
     # Reference data is validated here, so a broken catalogue fails at start-up.
-    router = Router(domain.load_catalogue(), domain.load_units(), load_divisions())
-    router.catalogue.tokenizer.lcut("预热分词词典")  # load jieba's dictionary now, not on the first case
+    router = Router(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
+    domain.check_model(router.model, router.catalogue)
+    router.catalogue.tokenizer.lcut("预热分词词典")  # load jieba's dictionaries now, not on the first case
+    router.model.predict(["预热分词词典"])
     runtime = ServiceRuntime(
         "router",
         settings,

@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from services.router import domain, storage
+from services.router.triage import Candidate, Prediction, TriageModel
 from shared import topics
 from shared.cloudevents import CloudEvent, derive_id, utcnow
 from shared.contracts import (
@@ -34,6 +35,9 @@ from shared.contracts import (
     ManualTriageRequired,
     RoutingReason,
     SupervisionNotice,
+    TriageCandidate,
+    TriageCorrected,
+    TriageExplanation,
 )
 from shared.divisions import DivisionDirectory
 from shared.messaging.consumer import BatchHandler, Inbound, Reject
@@ -52,6 +56,7 @@ class Effects:
     changed: dict[str, domain.RoutingState] = field(default_factory=dict)
     clock_starts: list[tuple] = field(default_factory=list)
     clock_stops: list[tuple[str, str | None]] = field(default_factory=list)
+    predictions: dict[str, Prediction] = field(default_factory=dict)  # by event id, read for the whole batch
 
     def emit(self, topic: str, data: Contract, event_id: str, traceparent: str | None,
              time: datetime | None = None) -> None:
@@ -76,6 +81,33 @@ class Router:
     catalogue: domain.Catalogue
     units: domain.UnitDirectory
     divisions: DivisionDirectory
+    model: TriageModel | None = None
+
+    @property
+    def model_version(self) -> str | None:
+        return self.model.version if self.model else None
+
+    def predict_batch(self, items: list[Inbound]) -> dict[str, Prediction]:
+        """The model's reading of every new case in a batch that it will have to triage, in one pass."""
+        todo = [i for i in items if i.event.type == CaseReceived.EVENT_TYPE
+                and not (i.model.category and i.model.channel.value in self.catalogue.trusted_channels)]
+        if not todo or self.model is None:
+            return {}
+        return dict(zip((i.event.id for i in todo),
+                        self.model.predict([f"{i.model.title} {i.model.description}" for i in todo])))
+
+    def correction(self, fx: Effects, state: domain.RoutingState, kind: str, seed: str, traceparent: str | None,
+                   *, by: str, category: str | None = None, unit_kind: str | None = None,
+                   reason: str | None = None) -> None:
+        """Record a person's correction of the triage as a labelled example (TriageCorrected)."""
+        predicted = state.category or state.facts.get("proposed")
+        cat = self.catalogue.get(predicted or "")
+        fx.emit(topics.ROUTER_DECISIONS, TriageCorrected(
+            case_id=UUID(state.case_id), case_number=state.case_number, correction=kind,
+            predicted_category=predicted, predicted_kind=cat.unit_kind if cat else None,
+            corrected_category=category, corrected_kind=unit_kind, reason=reason, by=by,
+            model_version=state.facts.get("model_version"), catalogue_version=self.catalogue.version,
+        ), derive_id(SOURCE, seed, "corrected"), traceparent)
 
     # ------------------------------------------------------------ shared steps
 
@@ -95,6 +127,7 @@ class Router:
             assignments=[Assignment(dispatch_id=UUID(i), unit_id=a.unit.id, unit_kind=a.unit.kind,
                                     unit_name=a.unit.name, level=a.unit.level, role=a.role)
                          for i, a in zip(ids, plan.assignments)],
+            triage=self.explanation(plan.triage),
         ), derive_id(SOURCE, ids[0], "routed"), traceparent, now)
         facts = state.facts
         for n, (dispatch_id, a) in enumerate(zip(ids, plan.assignments), start=1):
@@ -111,8 +144,17 @@ class Router:
                                         state.division_code, started_at, due,
                                         clock.next_change(self.catalogue.yellow_share), traceparent))
 
-    def to_manual(self, fx: Effects, state: domain.RoutingState, reason: str, seed: str, traceparent: str | None) -> None:
-        """Put a case in the command centre's manual queue."""
+    def explanation(self, t: domain.Triage | None) -> TriageExplanation | None:
+        """The model's reading as the routed event carries it."""
+        if t is None or t.model_version is None:
+            return None
+        return TriageExplanation(model_version=t.model_version, probability=t.probability,
+                                 kind_probability=t.confidence, threshold=self.model.threshold if self.model else 0,
+                                 features=list(t.features), candidates=_candidates(t.candidates))
+
+    def to_manual(self, fx: Effects, state: domain.RoutingState, reason: str, seed: str, traceparent: str | None,
+                  candidates: tuple[Candidate, ...] = (), model_version: str | None = None) -> None:
+        """Put a case in the command centre's manual queue, with the model's candidates for the operator."""
         for d in state.dispatches:
             if d.open:
                 fx.clock_stops.append((d.dispatch_id, None))
@@ -120,7 +162,8 @@ class Router:
         fx.touch(state)
         fx.emit(topics.ROUTER_DECISIONS, ManualTriageRequired(
             case_id=UUID(state.case_id), case_number=state.case_number, reason=reason,
-            catalogue_version=self.catalogue.version), derive_id(SOURCE, seed, "manual"), traceparent)
+            catalogue_version=self.catalogue.version, model_version=model_version,
+            candidates=_candidates(candidates)), derive_id(SOURCE, seed, "manual"), traceparent)
 
     def replan(self, fx: Effects, state: domain.RoutingState, seed: str, traceparent: str | None,
                reason: RoutingReason, lead: domain.Unit | None = None,
@@ -149,9 +192,9 @@ class Router:
         if self.divisions.get(case.location.division_code) is None:
             raise Reject(f"unknown division {case.location.division_code}")
         facts = domain.CaseFacts(f"{case.title} {case.description}", case.category, case.location.division_code,
-                                 case.risk_flags, case.received_at)
+                                 case.risk_flags, case.received_at, channel=case.channel.value)
         try:
-            decision = domain.route(facts, self.catalogue, self.units)
+            decision = domain.route(facts, self.catalogue, self.units, self.model, fx.predictions.get(item.event.id))
         except domain.UnknownCategory as exc:
             raise Reject(str(exc)) from None
         state = domain.RoutingState(
@@ -162,7 +205,13 @@ class Router:
             traceparent=item.traceparent,
         )
         if isinstance(decision, domain.ManualQueue):
-            return self.to_manual(fx, state, decision.reason, item.event.id, item.traceparent)
+            if decision.candidates:
+                state.facts["proposed"] = decision.candidates[0].category
+            state.facts["model_version"] = decision.model_version
+            return self.to_manual(fx, state, decision.reason, item.event.id, item.traceparent,
+                                  decision.candidates, decision.model_version)
+        if decision.triage is not None:
+            state.facts["model_version"] = decision.triage.model_version
         self.dispatch_plan(fx, state, decision, item.event.id, item.traceparent, case.received_at)
 
     def on_duplicate_reported(self, item: Inbound, fx: Effects) -> None:
@@ -206,6 +255,7 @@ class Router:
         fx.touch(state)
         if d.role != "lead":
             return
+        self.correction(fx, state, "return", item.event.id, item.traceparent, by=d.unit_id, reason=fb.reason)
         state.returns += 1
         state.excluded.append(d.unit_id)
         if state.returns > self.catalogue.max_returns:
@@ -234,6 +284,9 @@ class Router:
             return
         fx.clock_stops.append((d.dispatch_id, None))
         fx.touch(state)
+        if d.role == "lead" and target.kind.value != d.unit_kind:
+            self.correction(fx, state, "transfer", item.event.id, item.traceparent, by=d.unit_id,
+                            unit_kind=target.kind.value, reason=fb.reason)
         if d.role == "lead":
             self.replan(fx, state, item.event.id, item.traceparent, RoutingReason.TRANSFER, lead=target)
 
@@ -248,6 +301,10 @@ class Router:
         if item.record.topic != topics.feedback_topic(d.unit_kind):
             raise Reject(f"feedback on {item.record.topic} for a dispatch to a {d.unit_kind} unit")
         return state, d
+
+
+def _candidates(cands) -> list[TriageCandidate]:
+    return [TriageCandidate(category=c.category, unit_kind=c.unit_kind, probability=c.probability) for c in cands]
 
 
 EVENT_HANDLERS: dict[str, Callable[[Router, Inbound, Effects], None]] = {
@@ -268,6 +325,7 @@ def build_batch_handler(router: Router) -> BatchHandler:
 
     async def handle(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
         fx = Effects(await storage.load_states(conn, {i.event.subject for i in items}))
+        fx.predictions = router.predict_batch(items)
         for item in items:
             handler = EVENT_HANDLERS.get(item.event.type)
             if handler is None:
@@ -356,6 +414,12 @@ async def manual_dispatch(conn: asyncpg.Connection, router: Router, case_id: UUI
         if d.open:
             fx.clock_stops.append((d.dispatch_id, None))
     seed = f"manual:{case_id}:{len(state.dispatches)}:{operator}"
+    if state.status is domain.CaseStatus.MANUAL:
+        router.correction(fx, state, "manual_dispatch", seed, traceparent, by=operator, category=cat.code,
+                          unit_kind=cat.unit_kind.value)
+    elif state.category != cat.code:
+        router.correction(fx, state, "reassignment", seed, traceparent, by=operator, category=cat.code,
+                          unit_kind=cat.unit_kind.value)
     router.replan(fx, state, seed, traceparent, RoutingReason.MANUAL, lead=unit, category=cat)
     await fx.commit(conn)
     return state

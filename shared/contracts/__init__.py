@@ -31,6 +31,9 @@ from shared.contracts.events import (
     Event,
     Location,
     ManualTriageRequired,
+    TriageCandidate,
+    TriageCorrected,
+    TriageExplanation,
     SubmissionRejected,
     model_for,
 )
@@ -67,5 +70,8 @@ __all__ = [
     "Event",
     "Location",
     "ManualTriageRequired",
+    "TriageCandidate",
+    "TriageCorrected",
+    "TriageExplanation",
     "model_for",
 ]

@@ -25,6 +25,7 @@ TOPIC_MESSAGES: dict[str, list[str]] = {
     topics.CASES_RECEIVED: ["org.onewindow.case.received.v1", "org.onewindow.case.duplicate_reported.v1"],
     topics.ROUTER_DECISIONS: [
         "org.onewindow.case.routed.v1", "org.onewindow.case.manual_triage_required.v1",
+        "org.onewindow.case.triage_corrected.v1",
         "org.onewindow.supervision.notice.v1", "org.onewindow.case.escalated.v1",
         "org.onewindow.case.callback_recorded.v1", "org.onewindow.case.reopened.v1", "org.onewindow.case.closed.v1",
     ],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -164,6 +164,29 @@ class Assignment(BaseModel):
     role: str  # "lead" | "assist"
 
 
+class TriageCandidate(BaseModel):
+    """A category the triage model considered, with its calibrated probability."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    category: str
+    unit_kind: UnitKind
+    probability: float
+
+
+class TriageExplanation(BaseModel):
+    """Why the model chose a category: its version, probabilities and the strongest features."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model_version: str
+    probability: float  # of the category
+    kind_probability: float  # of its unit kind (what the manual-queue threshold applies to)
+    threshold: float
+    features: list[str] = []  # character n-grams and words that pushed the category most
+    candidates: list[TriageCandidate] = []
+
+
 class CaseRouted(Event):
     """The router decided who handles a case, and why (rule ids, catalogue version, inputs)."""
 
@@ -182,6 +205,7 @@ class CaseRouted(Event):
     risk_colour: RiskColour = RiskColour.GREEN
     risk_reasons: list[str] = []
     assignments: list[Assignment] = []
+    triage: TriageExplanation | None = None  # when the model, not a given category, chose it
 
 
 class ManualTriageRequired(Event):
@@ -191,6 +215,30 @@ class ManualTriageRequired(Event):
 
     case_number: str
     reason: str
+    catalogue_version: str
+    model_version: str | None = None
+    candidates: list[TriageCandidate] = []  # the model's top categories, for the operator
+
+
+class TriageCorrected(Event):
+    """A person corrected the router's triage: a labelled example for the next model.
+
+    Manual dispatch from the queue and reassignment name the right category; a transfer (转办)
+    names the right unit kind; a return (退单) says only that the category was wrong, and why.
+    The report's text is not repeated here: training joins it from the case's `case.received`.
+    """
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.triage_corrected.v1"
+
+    case_number: str
+    correction: Literal["manual_dispatch", "reassignment", "transfer", "return"]
+    predicted_category: str | None = None  # what the router had chosen or proposed first
+    predicted_kind: UnitKind | None = None
+    corrected_category: str | None = None
+    corrected_kind: UnitKind | None = None
+    reason: str | None = None
+    by: str  # the operator's subject or the unit's id
+    model_version: str | None = None
     catalogue_version: str
 
 
@@ -404,6 +452,7 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         MediationToCourt,
         CaseRouted,
         ManualTriageRequired,
+        TriageCorrected,
         CaseDispatched,
         DispatchAccepted,
         DispatchResolved,

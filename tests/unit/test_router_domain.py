@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.router import domain
+from services.router.triage import Candidate, Prediction
 from shared.contracts import Level, RiskColour, RoutingReason
 from shared.topics import UnitKind
 
@@ -16,44 +17,89 @@ UNITS = domain.load_units()
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-def _facts(text: str, division: str = "339901001001", category: str | None = None, flags=(), repeats=0):
-    return domain.CaseFacts(text, category, division, list(flags), T0, repeats)
+class FixedReading:
+    """A stand-in for the triage model that reads every text the same way (pure-logic tests only;
+    the trained model itself is tested in test_triage_model.py)."""
+
+    version = "triage-fixed"
+
+    def __init__(self, *probabilities: tuple[str, float], threshold: float = 0.6):
+        self.threshold = threshold
+        kinds = CATALOGUE.kinds
+        cands = tuple(Candidate(c, kinds[c], p) for c, p in probabilities)
+        by_kind: dict[str, float] = {}
+        best: dict[str, Candidate] = {}
+        for c in cands:
+            by_kind[c.unit_kind] = by_kind.get(c.unit_kind, 0) + c.probability
+            best.setdefault(c.unit_kind, c)
+        self.reading = Prediction(cands, by_kind, ("特征",), best)
+
+    def predict(self, texts):
+        return [self.reading for _ in texts]
 
 
-def _route(*args, **kw) -> domain.Plan | domain.ManualQueue:
-    return domain.route(_facts(*args, **kw), CATALOGUE, UNITS)
+def _facts(text: str, division: str = "339901001001", category: str | None = None, flags=(), repeats=0,
+           channel: str = "window"):
+    return domain.CaseFacts(text, category, division, list(flags), T0, repeats, channel)
+
+
+def _route(*args, model=None, **kw) -> domain.Plan | domain.ManualQueue:
+    return domain.route(_facts(*args, **kw), CATALOGUE, UNITS, model)
+
+
+FIGHT = FixedReading(("public_security.violence.fight", 0.9), ("dispute.neighbourhood.noise", 0.1))
+LEAK = FixedReading(("dispute.neighbourhood.water_leak", 0.8), ("public_security.violence.fight", 0.05),
+                    ("dispute.property_management.service_quality", 0.15))
+TRAFFIC = FixedReading(("dispute.traffic.compensation", 0.9), ("public_security.traffic_safety.hit_and_run", 0.1))
 
 
 # -- triage
 
-def test_given_category_wins_over_text():
-    plan = _route("有人打架", category="civil.litigation")
-    assert plan.category.code == "civil.litigation" and plan.lead.kind is UnitKind.COURT
-    assert plan.rule_ids[0] == "category:civil.litigation"
+def test_given_category_from_a_trusted_channel_wins_over_the_model():
+    plan = _route("有人打架", category="litigation.civil_suit.private_loan", model=FIGHT)
+    assert plan.category.code == "litigation.civil_suit.private_loan" and plan.lead.kind is UnitKind.COURT
+    assert plan.rule_ids[0] == "category:litigation.civil_suit.private_loan" and plan.triage is None
+
+
+def test_a_citizens_own_category_is_only_a_hint():
+    plan = _route("有人打架", category="litigation.civil_suit.private_loan", channel="citizen_app", model=FIGHT)
+    assert plan.category.code == "public_security.violence.fight"
+    assert "hint:litigation.civil_suit.private_loan" in plan.rule_ids
 
 
 def test_unknown_category_is_refused():
     with pytest.raises(domain.UnknownCategory):
-        _route("有人打架", category="no.such.thing")
+        _route("有人打架", category="no.such.thing", model=FIGHT)
 
 
-def test_text_is_triaged_by_segmented_phrases_and_explained():
-    plan = _route("小区门口有人打架斗殴")
+def test_the_model_decides_and_the_decision_names_it():
+    plan = _route("小区门口有人打架斗殴", model=FIGHT)
     assert plan.lead.id == "police-339901001" and plan.lead.level is Level.TOWN
-    assert "phrase:public_security.violence:打架" in plan.rule_ids
-    assert plan.rule_ids[-1] == "jurisdiction:town:police-339901001"
+    assert plan.rule_ids[0] == "model:triage-fixed:public_security.violence.fight"
+    assert plan.triage.model_version == "triage-fixed" and plan.triage.features == ("特征",)
+    assert plan.confidence == 0.9 and plan.rule_ids[-1] == "jurisdiction:town:police-339901001"
 
 
-def test_phrases_do_not_match_across_word_boundaries():
-    # "工资" inside "工资" matches, but "法院" must not be found in "做法院子" (做法 / 院子)
-    hits = domain._phrase_hits("这种做法院子里的人都不同意", ["法院"], CATALOGUE)
-    assert hits == set()
+def test_the_threshold_applies_to_the_unit_kind_not_the_item():
+    # two mediation items share 0.7: the kind is sure enough, the best item of that kind is chosen
+    model = FixedReading(("dispute.neighbourhood.noise", 0.35), ("dispute.neighbourhood.pets", 0.35),
+                         ("public_security.violence.fight", 0.3))
+    plan = _route("楼上天天吵", model=model)
+    assert plan.category.code == "dispute.neighbourhood.noise" and plan.confidence == 0.7
 
 
-def test_no_match_and_ambiguity_go_to_the_manual_queue():
+def test_low_confidence_goes_to_the_manual_queue_with_three_candidates():
+    model = FixedReading(("public_security.violence.fight", 0.4), ("litigation.civil_suit.tort", 0.35),
+                         ("dispute.neighbourhood.noise", 0.25))
+    decision = _route("打架以后去法院起诉，想找邻居调解", model=model)
+    assert isinstance(decision, domain.ManualQueue) and "below the threshold" in decision.reason
+    assert [c.category for c in decision.candidates] == ["public_security.violence.fight",
+                                                         "litigation.civil_suit.tort", "dispute.neighbourhood.noise"]
+    assert decision.model_version == "triage-fixed"
+
+
+def test_without_a_model_free_text_goes_to_the_manual_queue():
     assert isinstance(_route("路灯坏了"), domain.ManualQueue)
-    ambiguous = _route("打架以后去法院起诉，想找邻居调解")
-    assert isinstance(ambiguous, domain.ManualQueue) and "confidence" in ambiguous.reason
 
 
 # -- risk
@@ -67,30 +113,79 @@ def test_risk_from_flags_phrases_and_repeats():
     assert domain.grade_risk([], "邻居噪音", 2, CATALOGUE)[0] is RiskColour.YELLOW  # repeats raise a step
 
 
-def test_red_risk_shortens_deadlines_lifts_the_level_and_adds_police():
-    green = _route("邻里之间因为漏水产生纠纷")
-    red = _route("邻里之间因为漏水产生纠纷", flags=["violence"])
-    assert green.risk is RiskColour.GREEN and red.risk is RiskColour.RED
-    assert green.lead.level is Level.VILLAGE and red.lead.level is Level.TOWN
-    assert red.resolve_by - T0 == (green.resolve_by - T0) / 2
-    assert [(a.unit.kind, a.role) for a in red.assignments] == [(UnitKind.MEDIATION, "lead"),
-                                                                 (UnitKind.POLICE, "assist")]
+def test_negated_phrases_do_not_raise_the_risk():
+    assert domain.grade_risk([], "他们没有拿刀，就是吵", 0, CATALOGUE)[0] is RiskColour.GREEN
+    assert domain.grade_risk([], "不是自杀，是老人走丢了", 0, CATALOGUE)[0] is not RiskColour.RED
+    assert domain.grade_risk([], "他拿刀在楼下转", 0, CATALOGUE)[0] is RiskColour.RED
+
+
+def test_a_matter_can_set_the_least_colour():
+    colour, reasons = domain.grade_risk([], "楼顶有人", 0, CATALOGUE, RiskColour.RED)
+    assert colour is RiskColour.RED and reasons == ("risk:red:matter",)
+
+
+def test_red_dispute_is_led_by_the_police_with_the_mediators_assisting():
+    red = _route("邻里之间因为漏水产生纠纷", flags=["violence"], model=LEAK)
+    assert red.risk is RiskColour.RED
+    assert red.category.code == "public_security.violence.fight"  # the model's best police reading
+    assert [(a.unit.kind, a.role) for a in red.assignments] == [(UnitKind.POLICE, "lead"),
+                                                                 (UnitKind.MEDIATION, "assist")]
+    assert "risk:red:police_lead:public_security.violence.fight" in red.rule_ids
+
+
+@pytest.mark.parametrize("code", [c.code for c in CATALOGUE.category
+                                  if c.unit_kind in (UnitKind.MEDIATION, UnitKind.PETITION)])
+@pytest.mark.parametrize("how", ["flag", "phrase"])
+@pytest.mark.parametrize("given", [False, True])
+def test_red_never_goes_to_mediation_or_petition_alone(code, how, given):
+    model = FixedReading((code, 0.97), ("litigation.court_service.filing_consult", 0.03))
+    kw = {"flags": ["weapons"]} if how == "flag" else {}
+    text = "他拿着菜刀在门口" if how == "phrase" else "情况如上"
+    category = code if given else None
+    for division in ("339901001001", "339902003004", "339901"):
+        plan = _route(text, division=division, category=category, model=model, **kw)
+        assert isinstance(plan, domain.ManualQueue) or (
+            plan.risk is RiskColour.RED and UnitKind.POLICE in {a.unit.kind for a in plan.assignments}), plan
+
+
+def test_red_petition_keeps_its_lead_with_police_assisting():
+    model = FixedReading(("petition.land.forced_demolition", 0.9), ("public_security.order.group_incident", 0.1))
+    plan = _route("拆迁队来了，有人说要浇汽油", model=model)
+    assert plan.lead.kind is UnitKind.PETITION
+    assert [a.unit.kind for a in plan.assignments] == [UnitKind.PETITION, UnitKind.POLICE]
+
+
+def test_red_risk_shortens_deadlines_and_lifts_the_level():
+    green = _route("邻里之间因为漏水产生纠纷", model=LEAK)
+    red = _route("邻里之间因为漏水产生纠纷", flags=["violence"], model=LEAK)
+    assert green.lead.level is Level.VILLAGE and red.lead.level is Level.COUNTY  # police town → county
+    fight = CATALOGUE.get("public_security.violence.fight")
+    assert red.resolve_by - T0 == timedelta(hours=fight.resolve_hours / 2)
 
 
 def test_yellow_risk_shortens_deadlines_only():
-    plan = _route("邻里之间因为漏水产生纠纷", flags=["elderly"])
+    plan = _route("邻里之间因为漏水产生纠纷", flags=["elderly"], model=LEAK)
     assert plan.risk is RiskColour.YELLOW and plan.lead.level is Level.VILLAGE
-    assert plan.resolve_by - T0 == timedelta(hours=360 * 0.75)
+    assert plan.resolve_by - T0 == timedelta(hours=240 * 0.75)
 
 
 # -- units and joint handling
 
 def test_catalogue_assists_make_joint_dispatch():
-    plan = _route("两车追尾发生交通事故，双方对赔偿有争议")
-    assert plan.category.code == "dispute.traffic"
+    plan = _route("两车追尾发生交通事故，双方对赔偿有争议", model=TRAFFIC)
+    assert plan.category.code == "dispute.traffic.compensation"
     assert plan.lead.id == "mediation-339901-traffic" and plan.lead.specialties == ("traffic",)
     assert [a.role for a in plan.assignments] == ["lead", "assist"]
     assert plan.assignments[1].unit.id == "police-339901001"
+
+
+def test_catalogue_is_a_tree_of_at_least_80_items_with_inherited_fields():
+    assert len(CATALOGUE.category) >= 80
+    assert {c.unit_kind for c in CATALOGUE.category} == set(UnitKind)
+    assert all(len(c.path) == 3 and c.code.count(".") == 2 for c in CATALOGUE.category)
+    loan = CATALOGUE.get("litigation.civil_suit.private_loan")
+    assert loan.mediation_first and loan.unit_kind is UnitKind.COURT  # from its matter
+    assert not CATALOGUE.get("litigation.civil_suit.labour_suit").mediation_first  # its own override
 
 
 def test_specialty_committee_is_preferred_over_the_general_one():
@@ -109,7 +204,7 @@ def test_unit_search_climbs_and_skips_excluded_units():
 
 def test_no_unit_outside_the_city():
     assert domain.find_unit(UNITS, UnitKind.POLICE, Level.TOWN, "110101001001") is None
-    assert isinstance(_route("有人打架", division="110101001001"), domain.ManualQueue)
+    assert isinstance(_route("有人打架", division="110101001001", model=FIGHT), domain.ManualQueue)
 
 
 def test_superior_is_the_same_kind_one_level_up():
@@ -118,12 +213,13 @@ def test_superior_is_the_same_kind_one_level_up():
 
 
 def test_routing_is_deterministic():
-    assert _route("邻里漏水纠纷") == _route("邻里漏水纠纷")
+    assert _route("邻里漏水纠纷", model=LEAK) == _route("邻里漏水纠纷", model=LEAK)
 
 
 def test_catalogue_with_duplicate_codes_is_refused():
     raw = CATALOGUE.model_dump()
     raw["category"] = [raw["category"][0], raw["category"][0]]
+    raw.pop("domain", None)
     with pytest.raises(ValidationError, match="unique"):
         domain.Catalogue.model_validate(raw)
 
@@ -137,7 +233,7 @@ def _state_with(plan: domain.Plan) -> domain.RoutingState:
 
 
 def test_accept_then_resolve_awaits_the_callback():
-    s = _state_with(_route("有人打架"))
+    s = _state_with(_route("有人打架", model=FIGHT))
     lead = s.lead
     assert s.accept(lead.dispatch_id, lead.unit_id) and s.status is domain.CaseStatus.ACCEPTED
     assert not s.accept(lead.dispatch_id, lead.unit_id)  # a repeated accept changes nothing
@@ -148,14 +244,14 @@ def test_accept_then_resolve_awaits_the_callback():
 
 
 def test_an_assists_resolution_does_not_move_the_case():
-    s = _state_with(_route("两车追尾发生交通事故"))
+    s = _state_with(_route("两车追尾发生交通事故", model=TRAFFIC))
     assist = s.dispatches[1]
     assert s.resolve(assist.dispatch_id, assist.unit_id)
     assert s.status is domain.CaseStatus.DISPATCHED
 
 
 def test_feedback_for_another_dispatch_or_unit_is_refused():
-    s = _state_with(_route("有人打架"))
+    s = _state_with(_route("有人打架", model=FIGHT))
     with pytest.raises(domain.FeedbackRefused):
         s.accept("other", s.lead.unit_id)
     with pytest.raises(domain.FeedbackRefused):
@@ -163,16 +259,16 @@ def test_feedback_for_another_dispatch_or_unit_is_refused():
 
 
 def test_a_new_plan_ends_the_open_dispatches():
-    s = _state_with(_route("有人打架"))
+    s = _state_with(_route("有人打架", model=FIGHT))
     old = s.lead
-    plan = domain.plan_for(CATALOGUE.get("public_security.violence"), RiskColour.GREEN, "339901001001", CATALOGUE,
+    plan = domain.plan_for(CATALOGUE.get("public_security.violence.fight"), RiskColour.GREEN, "339901001001", CATALOGUE,
                            UNITS, T0, exclude=frozenset({old.unit_id}), reason=RoutingReason.RETURN)
     s.apply_plan(plan, domain.new_dispatch_ids("again", plan))
     assert old.status is domain.DispatchStatus.ENDED and s.lead.unit_id == "police-339901"
 
 
 def test_dispatch_ids_are_deterministic():
-    plan = _route("有人打架")
+    plan = _route("有人打架", model=FIGHT)
     assert domain.new_dispatch_ids("x", plan) == domain.new_dispatch_ids("x", plan)
     assert domain.new_dispatch_ids("x", plan) != domain.new_dispatch_ids("y", plan)
 
