@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.router import domain, handlers
+from services.router import domain, handlers, triage
 from services.router.entry import MIGRATIONS
 from shared.cloudevents import CloudEvent, derive_id, utcnow
 from shared.contracts import (
@@ -28,7 +28,9 @@ from shared.db import create_pool, migrate
 from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound, Reject
 
-ROUTER = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions())
+ROUTER = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
+FIGHT, LEAK, TRAFFIC = ("public_security.violence.fight", "dispute.neighbourhood.water_leak",
+                        "dispute.traffic.compensation")
 
 
 @pytest.fixture
@@ -82,7 +84,7 @@ def _feedback(model_cls, state_dispatch, case_id, **extra):
 
 
 async def test_joint_dispatch_sends_each_unit_its_own_dispatch(pool):
-    case = _case("两车追尾发生交通事故，对赔偿有争议")
+    case = _case("两车追尾发生交通事故，对赔偿有争议", category=TRAFFIC)
     out = await _feed(pool, _inbound(case, "intake.cases"))
     dispatched = [e for e in out if e.type.endswith("case.dispatched.v1")]
     assert [(e.data["unit_kind"], e.data["role"]) for e in dispatched] == [("mediation", "lead"), ("police", "assist")]
@@ -93,7 +95,7 @@ async def test_joint_dispatch_sends_each_unit_its_own_dispatch(pool):
 
 
 async def test_return_reroutes_without_the_unit_then_goes_to_the_manual_queue(pool):
-    case = _case("小区门口有人打架")
+    case = _case("小区门口有人打架", category=FIGHT)
     await _feed(pool, _inbound(case, "intake.cases"))
     seen = []
     for expected in ("police-339901", "police-339900", None):
@@ -104,13 +106,17 @@ async def test_return_reroutes_without_the_unit_then_goes_to_the_manual_queue(po
             routed = next(e for e in out if e.type.endswith("case.routed.v1"))
             assert routed.data["reason"] == "return" and routed.data["unit_id"] == expected
     assert seen == ["police-339901001", "police-339901", "police-339900"]
-    assert [e.type for e in out] == ["org.onewindow.case.manual_triage_required.v1"]
+    assert [e.type for e in out] == ["org.onewindow.case.triage_corrected.v1",
+                                     "org.onewindow.case.manual_triage_required.v1"]
+    corrected = out[0].data
+    assert (corrected["correction"], corrected["by"], corrected["predicted_category"], corrected["reason"]) == (
+        "return", "police-339900", FIGHT, "不属于本单位管辖")
     state = await _state(pool, case.case_id)
     assert state.status is domain.CaseStatus.MANUAL and state.returns == 3
 
 
 async def test_transfer_to_a_named_unit_and_refused_transfers(pool):
-    case = _case("邻居家漏水，邻里纠纷")
+    case = _case("邻居家漏水，邻里纠纷", category=LEAK)
     await _feed(pool, _inbound(case, "intake.cases"))
     lead = (await _state(pool, case.case_id)).lead
     with pytest.raises(Reject, match="does not serve"):
@@ -124,7 +130,7 @@ async def test_transfer_to_a_named_unit_and_refused_transfers(pool):
 
 
 async def test_feedback_that_does_not_fit_is_refused_and_changes_nothing(pool):
-    case = _case("有人打架")
+    case = _case("有人打架", category=FIGHT)
     await _feed(pool, _inbound(case, "intake.cases"))
     before = await _state(pool, case.case_id)
     lead = before.lead
@@ -147,7 +153,7 @@ async def test_unknown_category_and_division_are_refused(pool):
 
 
 async def test_callback_closes_or_reopens_for_rework_then_escalates(pool):
-    case = _case("有人打架")
+    case = _case("有人打架", category=FIGHT)
     await _feed(pool, _inbound(case, "intake.cases"))
 
     async def resolve_lead():
@@ -178,33 +184,78 @@ async def test_callback_closes_or_reopens_for_rework_then_escalates(pool):
                      "org.onewindow.case.closed.v1"]
 
 
-async def test_manual_dispatch_from_the_queue(pool):
-    case = _case("路灯坏了好几天")
-    await _feed(pool, _inbound(case, "intake.cases"))
+async def test_free_text_is_routed_by_the_model_and_explained(pool):
+    case = _case("小区门口两伙人打起来了，有人头上流血")
+    out = await _feed(pool, _inbound(case, "intake.cases"))
+    routed = next(e for e in out if e.type.endswith("case.routed.v1"))
+    assert routed.data["unit_kind"] == "police"
+    t = routed.data["triage"]
+    assert t["model_version"] == ROUTER.model.version and t["features"] and len(t["candidates"]) == 3
+    assert t["kind_probability"] >= t["threshold"] == ROUTER.model.threshold
+
+
+async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
+    unsure = triage.TriageModel(ROUTER.model.pipeline, ROUTER.model.temperature, 1.01, ROUTER.model.kinds,
+                                ROUTER.model.manifest)
+    router = handlers.Router(ROUTER.catalogue, ROUTER.units, ROUTER.divisions, unsure)
+    case = _case("路灯坏了好几天，晚上黑漆漆的")
+    async with pool.acquire() as conn, conn.transaction():
+        out = await handlers.build_batch_handler(router)(conn, [_inbound(case, "intake.cases")])
+        from shared.messaging.outbox import add_to_outbox
+
+        await add_to_outbox(conn, out)
+    manual = next(o.event for o in out if o.event.type.endswith("manual_triage_required.v1"))
+    proposed = manual.data["candidates"][0]["category"]
+    assert len(manual.data["candidates"]) == 3 and manual.data["model_version"] == ROUTER.model.version
     assert (await _state(pool, case.case_id)).status is domain.CaseStatus.MANUAL
     async with pool.acquire() as conn, conn.transaction():
         with pytest.raises(handlers.ActionRefused, match="not in catalogue"):
-            await handlers.manual_dispatch(conn, ROUTER, case.case_id, "no.such", None, "op", None)
-        state = await handlers.manual_dispatch(conn, ROUTER, case.case_id, "petition.complaint", None, "op", None)
+            await handlers.manual_dispatch(conn, router, case.case_id, "no.such", None, "op", None)
+        state = await handlers.manual_dispatch(conn, router, case.case_id, "petition.officials.inaction", None,
+                                               "op-7", None)
     assert state.status is domain.CaseStatus.DISPATCHED and state.lead.unit_id == "petition-339901"
+    rows = await pool.fetch("SELECT value FROM outbox ORDER BY seq")
+    corrections = [json.loads(r["value"]) for r in rows if b'"correction"' in r["value"]]
+    assert [(c["correction"], c["by"], c["predicted_category"], c["corrected_category"], c["corrected_kind"])
+            for c in corrections] == [("manual_dispatch", "op-7", proposed, "petition.officials.inaction",
+                                       "petition")]
+    # a reassignment to another matter is a correction too; to the same matter (another unit) it is not
+    async with pool.acquire() as conn, conn.transaction():
+        await handlers.manual_dispatch(conn, router, case.case_id, "petition.officials.inaction", None, "op-7", None)
+        await handlers.manual_dispatch(conn, router, case.case_id, "petition.welfare.subsistence", None, "op-8", None)
+    rows = await pool.fetch("SELECT value FROM outbox ORDER BY seq")
+    corrections = [json.loads(r["value"]) for r in rows if b'"correction"' in r["value"]]
+    assert [(c["correction"], c["predicted_category"], c["corrected_category"]) for c in corrections[1:]] == [
+        ("reassignment", "petition.officials.inaction", "petition.welfare.subsistence")]
+
+
+async def test_a_transfer_to_another_kind_is_a_correction(pool):
+    case = _case("邻居家漏水，邻里纠纷", category=LEAK)
+    await _feed(pool, _inbound(case, "intake.cases"))
+    lead = (await _state(pool, case.case_id)).lead
+    out = await _feed(pool, _feedback(DispatchTransferred, lead, case.case_id, reason="对方持刀威胁，属公安",
+                                      target_kind="police"))
+    corrected = next(e for e in out if e.type.endswith("triage_corrected.v1")).data
+    assert (corrected["correction"], corrected["corrected_kind"], corrected["predicted_category"]) == (
+        "transfer", "police", LEAK)
 
 
 async def test_clocks_turn_yellow_then_red_once_and_survive_a_restart(pool, database_url):
-    case = _case("小区门口有人打架")  # acknowledge in 1 h, resolve in 24 h
+    case = _case("小区门口有人打架", category=FIGHT)  # acknowledge in 30 min, resolve in 24 h
     await _feed(pool, _inbound(case, "intake.cases"))
     t0 = case.received_at
-    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=30)) == 0
-    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=46)) == 1  # acknowledge: yellow
-    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=50)) == 0  # fires once
+    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=15)) == 0
+    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=23)) == 1  # acknowledge: yellow
+    assert await handlers.supervise_once(pool, ROUTER, t0 + timedelta(minutes=25)) == 0  # fires once
 
     # "restart": a new pool and a new router object; the clocks live in PostgreSQL only
     schema = await pool.fetchval("SELECT current_schema()")
     before = await pool.fetchval("SELECT max(seq) FROM outbox")
     await pool.close()
-    restarted = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions())
+    restarted = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
     pool2 = await create_pool(database_url, schema)
     try:
-        assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(minutes=61)) == 1  # red
+        assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(minutes=31)) == 1  # red
         async with pool2.acquire() as conn:
             rows = await conn.fetch("SELECT topic, value FROM outbox WHERE seq > $1 ORDER BY seq", before)
         topics_ = [r["topic"] for r in rows]

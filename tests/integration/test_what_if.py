@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.replay import whatif
-from services.router import domain
+from services.router import domain, triage
 from shared.cloudevents import CloudEvent
 from shared.contracts import CaseReceived
 from shared.messaging.log import LogRecord
@@ -31,19 +31,19 @@ def received(n: int, description: str, category: str | None = None, flags: list[
 
 
 RECORDING = [
-    received(1, "两人在广场打架"),  # violence: unchanged
-    received(2, "我的电动车被盗了"),  # theft by phrase: goes to county level
-    received(3, "家里东西丢了", category="public_security.theft"),  # theft by category: county level
-    received(4, "楼下有人醉酒闹事"),  # disturbance, yellow: 闹事 becomes a red phrase
-    received(5, "今天天气不错"),  # nothing matches: manual in both
-    received(6, "邻里纠纷", category="public_security.violence"),  # unchanged
+    received(1, "两人在广场打架", category="public_security.violence.fight"),  # unchanged
+    received(2, "我的电动车被盗了", category="public_security.property_crime.vehicle_theft"),  # county level
+    received(3, "家里东西丢了", category="public_security.property_crime.theft"),  # county level
+    received(4, "楼下有人醉酒闹事", category="public_security.order.drunk_disorder"),  # yellow: 闹事 turns red
+    received(5, "今天天气不错"),  # no category, no model: manual in both
+    received(6, "邻里纠纷", category="public_security.violence.fight"),  # unchanged
 ]
 
 
 def candidate_catalogue(tmp_path: Path) -> Path:
     text = CATALOGUE.read_text(encoding="utf-8")
-    text = text.replace('version = "2026.11-sample.2"', 'version = "2026.11-whatif"', 1)
-    theft = text.index('code = "public_security.theft"')
+    text = text.replace('version = "2026.12-catalogue.1"', 'version = "2026.12-whatif"', 1)
+    theft = text.index('code = "property_crime"')
     level = text.index('level = "town"', theft)
     text = text[:level] + 'level = "county"' + text[level + len('level = "town"'):]
     text = text.replace('red_phrases = ["持刀",', 'red_phrases = ["闹事", "持刀",', 1)
@@ -53,8 +53,8 @@ def candidate_catalogue(tmp_path: Path) -> Path:
 
 
 def test_a_rule_change_gives_the_expected_differences_and_no_others(tmp_path):
-    baseline = (domain.load_catalogue(), domain.load_units())
-    candidate = (domain.load_catalogue(candidate_catalogue(tmp_path)), baseline[1])
+    baseline = (domain.load_catalogue(), domain.load_units(), None)
+    candidate = (domain.load_catalogue(candidate_catalogue(tmp_path)), baseline[1], None)
     cases, skipped = whatif.received_cases(RECORDING + [LogRecord("intake.cases", 0, 99, 0, b"x", b"{}", ())])
     assert len(cases) == 6 and skipped == 1
     seen, changes = whatif.compare(cases, baseline, candidate)
@@ -92,7 +92,12 @@ def test_what_if_command_writes_deterministic_reports(tmp_path):
     rows = list(csv.DictReader(io.StringIO(reports[0][0].decode())))
     assert [r["case_number"][-1] for r in rows] == ["2", "3", "4"]
     assert rows[2]["risk_colour_before"] == "yellow" and rows[2]["risk_colour_after"] == "red"
-    assert "2026.11-sample.2 → 2026.11-whatif" in reports[0][1].decode()
+    page = reports[0][1].decode()
+    assert "2026.12-catalogue.1+triage-" in page and "→ 2026.12-whatif+triage-" in page
+
+    # the live model against itself as the candidate: nothing changes
+    same = run("--model", str(triage.REFERENCE / f"{triage.load_active().version}.json"), "--from-file", str(recording))
+    assert same.returncode == 0 and "6 cases, 0 change" in same.stdout, same.stderr
 
     # bad arguments: non-zero, a clear message, nothing written
     bad = [
