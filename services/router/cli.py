@@ -44,7 +44,7 @@ def _model(manifest: Path | None) -> triage.TriageModel:
 def train_cmd(
     corpus: Annotated[Path, typer.Option(help="the corpus folder (train/ and learned/ are read)")] = triage.CORPUS,
     out: Annotated[Path, typer.Option(help="where the artifact and manifest are written")] = triage.REFERENCE,
-    c: Annotated[float, typer.Option(min=0.01, max=1000, help="inverse regularisation strength")] = 8.0,
+    c: Annotated[float, typer.Option(min=0.01, max=1000, help="inverse regularisation strength")] = 1.0,
     from_events: Annotated[bool, typer.Option(help="first add operators' corrections from the topics")] = False,
     from_file: Annotated[Path | None, typer.Option(help="recorded events (JSON lines) instead of the topics")] = None,
 ) -> None:
@@ -69,7 +69,7 @@ def train_cmd(
     m = trained.manifest
     typer.echo(json.dumps({"version": m["version"], "sha256": m["sha256"], "manifest": str(path),
                            "examples": len(examples), "categories": len(counts), "corpus_sha256": m["corpus_sha256"],
-                           "threshold": m["threshold"], "temperature": m["temperature"], "out_of_fold": m["out_of_fold"],
+                           "threshold": m["threshold"], "out_of_fold": m["out_of_fold"],
                            "seconds": round(time.perf_counter() - started, 1)}, ensure_ascii=False, indent=2))
 
 
@@ -295,6 +295,7 @@ def eval_cmd(
     m = _model(model)
     m.predict(["预热"])
     load_seconds = time.perf_counter() - t0
+    domain.grade_risk([], "预热", 0, catalogue)  # the risk tokenizer loads its dictionary once, as at start-up
     try:
         examples = triage.read_examples(files, set(catalogue.kinds))
     except triage.CorpusError as exc:

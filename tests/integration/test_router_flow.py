@@ -195,8 +195,7 @@ async def test_free_text_is_routed_by_the_model_and_explained(pool):
 
 
 async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
-    unsure = triage.TriageModel(ROUTER.model.pipeline, ROUTER.model.temperature, 1.01, ROUTER.model.kinds,
-                                ROUTER.model.manifest)
+    unsure = ROUTER.model.with_threshold(1.01)
     router = handlers.Router(ROUTER.catalogue, ROUTER.units, ROUTER.divisions, unsure)
     case = _case("路灯坏了好几天，晚上黑漆漆的")
     async with pool.acquire() as conn, conn.transaction():
