@@ -246,6 +246,7 @@ class ManualQueue:
     reason: str
     candidates: tuple[Candidate, ...] = ()
     model_version: str | None = None
+    prediction: Prediction | None = None
 
 
 def triage(text: str, category: str | None, catalogue: Catalogue, model: TriageModel | None,
@@ -275,7 +276,7 @@ def triage(text: str, category: str | None, catalogue: Catalogue, model: TriageM
                            p.candidates, model.version)
     if kind_p < model.threshold:
         return ManualQueue(f"triage: {kind} at {kind_p:.2f} is below the threshold {model.threshold:.2f}",
-                           p.candidates, model.version)
+                           p.candidates, model.version, p)
     return Triage(cat, round(kind_p, 4), (f"model:{model.version}:{cat.code}", *hint),
                   probability=best.probability, features=p.features, candidates=p.candidates,
                   model_version=model.version, prediction=p)
@@ -455,7 +456,22 @@ def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory, model: Tr
     """
     t = triage(case.text, case.category, catalogue, model, case.channel, prediction)
     if isinstance(t, ManualQueue):
-        return t
+        colour, reasons = grade_risk(case.risk_flags, case.text, case.repeats, catalogue)
+        if colour is not RiskColour.RED or t.prediction is None:
+            return t
+        # Unsure of the matter but the report is dangerous: the police go now, not after a queue.
+        p = t.prediction
+        lead_cat = catalogue.get(p.best_by_kind["police"].category if "police" in p.best_by_kind
+                                 else catalogue.risk.police_lead_category)
+        other = catalogue.get(p.best.category)
+        t = Triage(lead_cat, p.kind_probabilities.get("police", 0.0),
+                   (f"model:{t.model_version}:{lead_cat.code}", "risk:red:unsure_triage_to_police"),
+                   probability=p.best_by_kind["police"].probability if "police" in p.best_by_kind else 0.0,
+                   features=p.features, candidates=p.candidates, model_version=t.model_version, prediction=p)
+        plan = plan_for(lead_cat, colour, case.division_code, catalogue, units, case.received_at,
+                        confidence=t.confidence, risk_reasons=reasons, rule_ids=t.rule_ids,
+                        extra_assist=(other,) if other and other.unit_kind is not UnitKind.POLICE else ())
+        return replace(plan, triage=t) if isinstance(plan, Plan) else plan
     colour, reasons = grade_risk(case.risk_flags, case.text, case.repeats, catalogue, t.category.risk)
     category, extra, rules = t.category, (), t.rule_ids
     if colour is RiskColour.RED and category.unit_kind in (UnitKind.MEDIATION, UnitKind.PETITION):

@@ -98,6 +98,17 @@ def test_low_confidence_goes_to_the_manual_queue_with_three_candidates():
     assert decision.model_version == "triage-fixed"
 
 
+def test_an_unsure_but_dangerous_report_goes_to_the_police_now():
+    model = FixedReading(("dispute.neighbourhood.common_space", 0.5), ("public_security.violence.armed", 0.45),
+                         ("litigation.civil_suit.tort", 0.05))
+    plan = _route("楼道里有人持刀威胁邻居", model=model)
+    assert plan.risk is RiskColour.RED and plan.category.code == "public_security.violence.armed"
+    assert [(a.unit.kind, a.role) for a in plan.assignments] == [(UnitKind.POLICE, "lead"),
+                                                                 (UnitKind.MEDIATION, "assist")]
+    assert "risk:red:unsure_triage_to_police" in plan.rule_ids and plan.triage.candidates[0].probability == 0.5
+    assert isinstance(_route("楼道里堆满了杂物", model=model), domain.ManualQueue)  # not dangerous: the queue
+
+
 def test_without_a_model_free_text_goes_to_the_manual_queue():
     assert isinstance(_route("路灯坏了"), domain.ManualQueue)
 
