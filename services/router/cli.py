@@ -238,8 +238,11 @@ def file_hashes(files: list[Path]) -> dict[str, str]:
 
 def evaluate(examples: list[triage.Example], catalogue: domain.Catalogue, units: domain.UnitDirectory,
              model: triage.TriageModel, division: str = EVAL_DIVISION) -> dict:
-    """Route each example alone (as the router does a single case) and score the decisions."""
+    """Route each example alone (as the router does a single case) and score the decisions. Reports
+    outside the catalogue are scored apart: right when they reach the manual queue."""
     kinds = catalogue.kinds
+    outside = [e for e in examples if e.category == triage.OUT_OF_SCOPE]
+    examples = [e for e in examples if e.category != triage.OUT_OF_SCOPE]
     confusion: dict[str, Counter] = defaultdict(Counter)
     right_kind = right_cat = manual = wrong = 0
     wrong_cases = []
@@ -264,7 +267,11 @@ def evaluate(examples: list[triage.Example], catalogue: domain.Catalogue, units:
                                 "p": d.confidence})
     cpu = time.process_time() - started
     n = len(examples)
+    to_manual = sum(isinstance(domain.route(domain.CaseFacts(e.text, None, division, [], now, channel=e.channel
+                                                              or "hotline"), catalogue, units, model),
+                               domain.ManualQueue) for e in outside)
     return {
+        "outside_catalogue": {"examples": len(outside), "to_manual_queue": to_manual},
         "examples": n,
         "kind_accuracy": round(right_kind / n, 4),
         "category_accuracy": round(right_cat / n, 4),
@@ -295,7 +302,6 @@ def eval_cmd(
     m = _model(model)
     m.predict(["预热"])
     load_seconds = time.perf_counter() - t0
-    domain.grade_risk([], "预热", 0, catalogue)  # the risk tokenizer loads its dictionary once, as at start-up
     try:
         examples = triage.read_examples(files, set(catalogue.kinds))
     except triage.CorpusError as exc:

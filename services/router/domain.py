@@ -8,7 +8,6 @@ decision names the rules that made it and the catalogue version.
 
 from __future__ import annotations
 
-import logging
 import tomllib
 import uuid
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,7 @@ from typing import Annotated, Sequence
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts import Level, RiskColour, RoutingReason
-from services.router.triage import Candidate, Prediction, TriageModel
+from services.router.triage import OTHER_KIND, Candidate, Prediction, TriageModel
 from shared.topics import UnitKind
 
 REFERENCE = Path(__file__).parent / "reference"
@@ -129,17 +128,6 @@ class Catalogue(_Frozen):
         """Category code → unit kind (what the triage model needs to sum probabilities by kind)."""
         return {c.code: c.unit_kind.value for c in self.category}
 
-    @cached_property
-    def tokenizer(self):
-        """A jieba tokenizer that knows every risk phrase as a word."""
-        import jieba
-
-        jieba.setLogLevel(logging.WARNING)
-        tk = jieba.Tokenizer()
-        for phrase in (*self.risk.red_phrases, *self.risk.yellow_phrases):
-            tk.add_word(phrase, freq=100_000)
-        return tk
-
 
 class Unit(_Frozen):
     """A unit cases can be dispatched to."""
@@ -186,7 +174,10 @@ def load_units(path: Path = REFERENCE / "units.toml") -> UnitDirectory:
 
 def check_model(model: TriageModel, catalogue: Catalogue) -> None:
     """Refuse a triage model that can name a category the catalogue does not have, or the wrong kind."""
-    wrong = sorted(c for c in model.classes if catalogue.kinds.get(c) != model.kinds.get(c))
+    from services.router.triage import OUT_OF_SCOPE
+
+    wrong = sorted(c for c in model.classes if catalogue.kinds.get(c) != model.kinds.get(c)
+                   and (c, model.kinds.get(c)) != (OUT_OF_SCOPE, OTHER_KIND))
     if wrong:
         raise ValueError(f"triage model {model.version} does not fit catalogue {catalogue.version}: "
                          f"{', '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}")
@@ -198,26 +189,17 @@ def check_model(model: TriageModel, catalogue: Catalogue) -> None:
 _NEGATIONS = ("不是", "没有", "没", "并非", "未", "不", "无", "别")
 
 
-def _segmented(catalogue: Catalogue, text: str) -> list[str]:
-    # Risk grading reads the segmented text; the last few texts are kept (a batch grades each once).
-    cache = catalogue.__dict__.setdefault("_segment_cache", {})
-    if text not in cache:
-        if len(cache) > 256:
-            cache.clear()
-        cache[text] = catalogue.tokenizer.lcut(text, HMM=False)
-    return cache[text]
-
-
-def _phrase_hits(text: str, phrases: Sequence[str], catalogue: Catalogue) -> set[str]:
-    """Phrases present as a word or inside a word, unless a negation stands just before them."""
-    tokens = _segmented(catalogue, text)
+def _phrase_hits(text: str, phrases: Sequence[str], catalogue: Catalogue | None = None) -> set[str]:
+    """Phrases present in the text, unless a negation stands just before them (不是打架, 没有拿刀)."""
     hits = set()
-    for i, tok in enumerate(tokens):
-        for p in phrases:
-            if p in tok and len(tok) >= len(p):
-                before = "".join(tokens[max(0, i - 2):i])[-3:] + tok[:tok.index(p)]
-                if not any(before.endswith(n) or before[:-1].endswith(n) for n in _NEGATIONS):
-                    hits.add(p)
+    for p in phrases:
+        start = text.find(p)
+        while start != -1:
+            before = text[max(0, start - 3):start]
+            if not any(before.endswith(n) or before[:-1].endswith(n) for n in _NEGATIONS):
+                hits.add(p)
+                break
+            start = text.find(p, start + 1)
     return hits
 
 
@@ -269,6 +251,9 @@ def triage(text: str, category: str | None, catalogue: Catalogue, model: TriageM
     p = prediction or model.predict([text])[0]
     kind = p.kind
     kind_p = p.kind_probabilities[kind]
+    if kind == OTHER_KIND:
+        return ManualQueue(f"triage: outside the catalogue ({kind_p:.2f}); for another department or a person",
+                           p.candidates, model.version, p)
     best = p.best_by_kind.get(kind) or p.best
     cat = catalogue.get(best.category)
     if cat is None:

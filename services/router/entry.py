@@ -30,8 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Reference data is validated here, so a broken catalogue fails at start-up.
     router = Router(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
     domain.check_model(router.model, router.catalogue)
-    router.catalogue.tokenizer.lcut("预热分词词典")  # load jieba's dictionaries now, not on the first case
-    router.model.predict(["预热分词词典"])
+    router.model.predict(["预热分词词典"])  # load jieba's dictionary now, not on the first case
     runtime = ServiceRuntime(
         "router",
         settings,

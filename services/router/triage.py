@@ -35,6 +35,10 @@ CORPUS = Path(__file__).parent / "corpus"
 TRAINING_RECIPE = "char1-3(20k)+jieba1-2(10k)+linearsvc(kind, item)+temperature+f16.v2"
 FOLDS = 5
 SEED = 20261202
+# Reports for none of the catalogue's matters (a street lamp, a power cut, a consultation): the model
+# learns them as one more class of their own kind, and the router sends them to the manual queue.
+OUT_OF_SCOPE = "out_of_scope"
+OTHER_KIND = "other"
 # Out-of-fold share of all cases that may be sent confidently to the wrong unit kind.
 CONFIDENT_WRONG_BUDGET = 0.02
 
@@ -42,14 +46,17 @@ CONFIDENT_WRONG_BUDGET = 0.02
 # ---------------------------------------------------------------- text
 
 
+_CODES = re.compile(r"[0-9a-z][0-9a-z_-]{4,}")
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    """One form for the same words: NFKC (full-width → half-width), lower case, digit runs as '0'."""
+    """One form for the same words: NFKC (full-width → half-width), lower case, codes (report and
+    plate numbers, phones, ids: five or more letters and digits) dropped, other digit runs as '0' —
+    so that an identifier never decides a matter."""
     text = unicodedata.normalize("NFKC", text).lower()
-    return _SPACE.sub(" ", _DIGITS.sub("0", text)).strip()
+    return _SPACE.sub(" ", _DIGITS.sub("0", _CODES.sub(" ", text))).strip()
 
 
 @lru_cache(maxsize=1)
@@ -98,7 +105,7 @@ def read_examples(paths: Iterable[Path], categories: set[str]) -> list[Example]:
                 raise CorpusError(f"{path.name}:{n}: not a labelled example ({exc})") from None
             if not isinstance(text, str) or not text.strip():
                 raise CorpusError(f"{path.name}:{n}: empty text")
-            if category not in categories:
+            if category not in categories and category != OUT_OF_SCOPE:
                 raise CorpusError(f"{path.name}:{n}: category {category!r} is not catalogued")
             out.append(Example(text, category, str(obj.get("channel", "")), f"{path.name}:{n}"))
     return out
@@ -146,6 +153,7 @@ class Prediction:
 
     @property
     def best(self) -> Candidate:
+        """The most probable catalogue item."""
         return self.candidates[0]
 
     @property
@@ -207,6 +215,7 @@ class TriageModel:
         for i, c in enumerate(self.classes):
             self._items_of_kind.setdefault(self.kinds[c], []).append(i)
         self._item_kind = np.asarray([self.kind_classes.index(self.kinds[c]) for c in self.classes])
+        self._out_of_scope = self.classes.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.classes else -1
         self._names = np.asarray(parts["features"].get_feature_names_out(), dtype=object)
         # the fitted parameters, laid out for one text at a time (features × classes)
         self._lean, offset = [], 0
@@ -267,7 +276,7 @@ class TriageModel:
             p = _softmax(item_s[None, :], self.manifest["item_temperature"])[0]
             kind_p = _kind_probabilities(_softmax(kind_s[None, :], self.manifest["kind_temperature"]), p[None, :],
                                          self._item_kind)[0]
-            order = np.argsort(-p, kind="stable")[:top]
+            order = [i for i in np.argsort(-p, kind="stable") if i != self._out_of_scope][:top]
             cands = tuple(Candidate(self.classes[i], self.kinds[self.classes[i]], round(float(p[i]), 4))
                           for i in order)
             kinds = {k: round(float(kind_p[j]), 4) for j, k in enumerate(self.kind_classes)}
@@ -372,6 +381,7 @@ def _train(examples: Sequence[Example], kinds: dict[str, str], catalogue_version
     import sklearn
     from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 
+    kinds = {**kinds, OUT_OF_SCOPE: OTHER_KIND}
     texts = [normalise(e.text) for e in examples]
     labels = np.asarray([e.category for e in examples])
     kind_labels = np.asarray([kinds[e.category] for e in examples])
@@ -382,6 +392,15 @@ def _train(examples: Sequence[Example], kinds: dict[str, str], catalogue_version
     # leaving whole files out mimics reports written independently of the corpus (plain k-fold
     # would flatter the model with its own writers' habits).
     groups = np.asarray([e.source.split(":")[0] for e in examples])
+    # A category from one file only (the out-of-scope reports) is spread over the writers' folds, so
+    # that no fold trains without it.
+    writers = sorted(set(groups))
+    for cat in set(labels):
+        members = np.flatnonzero(labels == cat)
+        if len(set(groups[members])) == 1 and len(writers) > 1:
+            others = [w for w in writers if w != groups[members[0]]]
+            for n, i in enumerate(members):
+                groups[i] = others[n % len(others)]
     if len(set(groups)) >= 3:
         splits = list(LeaveOneGroupOut().split(texts, y, groups))
     else:
@@ -423,9 +442,12 @@ def _train(examples: Sequence[Example], kinds: dict[str, str], catalogue_version
     joblib.dump(parts, buf, compress=("zlib", 6), protocol=5)
     artifact = buf.getvalue()
     digest = hashlib.sha256(artifact).hexdigest()
+    # the version names the weights and their calibration: the same weights calibrated otherwise differ
+    calibration = json.dumps([item_t, kind_t, threshold]).encode()
+    version = hashlib.sha256(artifact + calibration).hexdigest()[:12]
     manifest = {
-        "version": f"triage-{digest[:12]}",
-        "artifact": f"triage-{digest[:12]}.joblib",
+        "version": f"triage-{version}",
+        "artifact": f"triage-{version}.joblib",
         "sha256": digest,
         "recipe": TRAINING_RECIPE,
         "c": c,

@@ -25,14 +25,14 @@ def _wait_in_queue(stack, name: str, case_id: str, timeout: float = 20.0) -> dic
 
 
 def test_operator_dispatches_from_the_manual_queue_and_the_case_flows(stack):
-    r = stack.submit({"channel": "hotline", "description": unique("楼下的窨井盖不见了"),
+    r = stack.submit({"channel": "hotline", "description": unique("小区门口的路灯坏了一个多星期了，晚上走路看不见"),
                       "location": {"division_code": "339902002003"}})
     case_id = r.json()["case_id"]
     _wait_in_queue(stack, "manual", case_id)
     url = f"{stack.url('router')}/v1/cases/{case_id}/dispatch"
     bad = httpx.post(url, headers=OPERATOR, json={"category": "no.such"})
     assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
-    ok = httpx.post(url, headers=OPERATOR, json={"category": "petition.complaint"})
+    ok = httpx.post(url, headers=OPERATOR, json={"category": "petition.officials.inaction"})
     assert ok.status_code == 200, ok.text
     assert ok.json()["status"] == "dispatched" and ok.json()["dispatches"][-1]["unit_id"] == "petition-339902"
     events = stack.close_case(case_id)

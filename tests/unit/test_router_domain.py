@@ -109,6 +109,15 @@ def test_an_unsure_but_dangerous_report_goes_to_the_police_now():
     assert isinstance(_route("楼道里堆满了杂物", model=model), domain.ManualQueue)  # not dangerous: the queue
 
 
+def test_a_report_outside_the_catalogue_goes_to_the_manual_queue_with_candidates():
+    model = FixedReading(("petition.officials.inaction", 0.3), ("dispute.neighbourhood.common_space", 0.1))
+    model.reading = Prediction(model.reading.candidates, {"other": 0.6, "petition": 0.3, "mediation": 0.1},
+                               (), model.reading.best_by_kind)
+    decision = _route("路口的路灯坏了好几天", model=model)
+    assert isinstance(decision, domain.ManualQueue) and "outside the catalogue" in decision.reason
+    assert decision.candidates[0].category == "petition.officials.inaction"
+
+
 def test_without_a_model_free_text_goes_to_the_manual_queue():
     assert isinstance(_route("路灯坏了"), domain.ManualQueue)
 

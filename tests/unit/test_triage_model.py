@@ -35,7 +35,7 @@ def _route(text: str, flags=(), model=MODEL):
 
 def test_the_live_model_fits_the_catalogue_and_was_trained_on_the_corpus_in_the_repository():
     domain.check_model(MODEL, CATALOGUE)
-    assert set(MODEL.classes) == set(CATALOGUE.kinds)
+    assert set(MODEL.classes) == set(CATALOGUE.kinds) | {triage.OUT_OF_SCOPE}
     examples = triage.read_examples(triage.training_files(), set(CATALOGUE.kinds))
     assert MODEL.manifest["corpus_sha256"] == triage.corpus_hash(examples), "retrain: `onewindow router train`"
     assert MODEL.manifest["catalogue_version"] == CATALOGUE.version
@@ -77,6 +77,13 @@ def test_red_cases_from_the_real_model_always_have_police(text):
     plan = _route(text)
     assert isinstance(plan, domain.ManualQueue) or (
         plan.risk.value == "red" and "police" in {a.unit.kind.value for a in plan.assignments})
+
+
+@pytest.mark.parametrize("text", ["路口的路灯坏了好几天，晚上黑漆漆的", "我们小区明天停水吗", "想表扬一下社区的王书记"])
+def test_reports_for_other_departments_go_to_the_manual_queue(text):
+    decision = _route(text)
+    assert isinstance(decision, domain.ManualQueue) and "outside the catalogue" in decision.reason
+    assert len(decision.candidates) == 3 and triage.OUT_OF_SCOPE not in [c.category for c in decision.candidates]
 
 
 def test_a_model_that_is_never_sure_sends_everything_to_the_manual_queue_with_candidates():
@@ -213,3 +220,56 @@ def test_the_fast_path_scores_exactly_as_scikit_learn_does():
     for t, k, i in zip(texts, kinds, items):
         fk, fi, _, _ = MODEL.scores(t)
         assert np.allclose(fk, k, atol=1e-4) and np.allclose(fi, i, atol=1e-4), t
+
+
+def test_every_item_has_at_least_40_examples_from_at_least_two_writers():
+    by_item: dict[str, set] = {}
+    counts: dict[str, int] = {}
+    for e in triage.read_examples(triage.training_files(), set(CATALOGUE.kinds)):
+        counts[e.category] = counts.get(e.category, 0) + 1
+        by_item.setdefault(e.category, set()).add(e.source.split(":")[0])
+    assert set(counts) == set(CATALOGUE.kinds) | {triage.OUT_OF_SCOPE}
+    assert min(counts.values()) >= 40
+    assert min(len(w) for item, w in by_item.items() if item != triage.OUT_OF_SCOPE) >= 2
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.cli", "router", *args], input=stdin, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_train_from_events_adds_the_corrections_then_activation_is_recorded(tmp_path):
+    corpus = _small_corpus(tmp_path)
+    case_id = uuid4()
+    received = CaseReceived(case_id=case_id, case_number="N9", channel="grid", title="t",
+                            description="小区东门的路灯坏了一个月", location=Location(division_code="339901001001"),
+                            received_at=T0)
+    corrected = TriageCorrected(case_id=case_id, case_number="N9", correction="manual_dispatch", by="op-1",
+                                corrected_category="petition.officials.inaction", catalogue_version="v")
+    recording = tmp_path / "events.jsonl"
+    recording.write_text(_rec("intake.cases", received, "/onewindow/intake").to_json() + "\n"
+                         + _rec("router.decisions", corrected, "/onewindow/router").to_json() + "\n", encoding="utf-8")
+    models = tmp_path / "models"
+    r = _cli("train", "--corpus", str(corpus), "--out", str(models), "--from-events", "--from-file", str(recording))
+    assert r.returncode == 0, r.stderr
+    learned = [json.loads(line) for line in (corpus / "learned" / "corrections.jsonl").read_text().splitlines()]
+    assert [(x["text"], x["category"]) for x in learned] == [("t 小区东门的路灯坏了一个月", "petition.officials.inaction")]
+    version = json.loads(r.stdout)["version"]
+    assert json.loads(r.stdout)["examples"] == 931  # 10 per item (and out of scope) and the correction
+
+    r = _cli("activate", version, "--by", "张三", "--note", "what-if reviewed", "--directory", str(models))
+    assert r.returncode == 0, r.stderr
+    log = [json.loads(line) for line in (models / "activations.jsonl").read_text().splitlines()]
+    assert [(x["version"], x["activated_by"], x["previous"]) for x in log] == [(version, "张三", None)]
+    assert triage.load_active(models).version == version
+    assert _cli("activate", "triage-000000000000", "--by", "x", "--note", "y",
+                "--directory", str(models)).returncode == 2
+
+
+def test_classify_reads_standard_input_and_writes_one_line_per_line():
+    lines = "\n".join([json.dumps({"id": "a", "text": "老板欠了我三个月工资不给", "division_code": "339902002001"},
+                                  ensure_ascii=False), "[]", ""])
+    r = _cli("classify", stdin=lines)
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(out) == 2 and out[0]["id"] == "a" and out[0]["decision"] in ("dispatch", "manual") and "error" in out[1]
