@@ -109,7 +109,7 @@ def _learn_from_events(corpus: Path, from_file: Path | None) -> None:
             if line.strip():
                 o = json.loads(line)
                 known[o["source"]] = o
-    for e in examples:
+    for e in examples:  # one label per case: a later correction replaces an earlier one
         known[e.source] = {"text": e.text, "category": e.category, "channel": e.channel, "source": e.source}
     learned.write_text("".join(json.dumps(o, ensure_ascii=False, sort_keys=True) + "\n"
                                for _, o in sorted(known.items())), encoding="utf-8")
@@ -297,6 +297,9 @@ def eval_cmd(
     files = heldout or triage.heldout_files()
     if not files:
         _fail("no held-out files")
+    for f in files:
+        if not f.is_file():
+            _fail(f"no such file: {f}")
     catalogue, units = domain.load_catalogue(), domain.load_units()
     t0 = time.perf_counter()
     m = _model(model)
@@ -306,13 +309,15 @@ def eval_cmd(
         examples = triage.read_examples(files, set(catalogue.kinds))
     except triage.CorpusError as exc:
         _fail(str(exc))
+    if not any(e.category != triage.OUT_OF_SCOPE for e in examples):
+        _fail("no examples of catalogue items to evaluate")
     hashes = file_hashes(files)
     frozen_path = triage.CORPUS / "heldout" / FROZEN
     frozen = json.loads(frozen_path.read_text(encoding="utf-8")) if frozen_path.exists() else {}
     figures = evaluate(examples, catalogue, units, m)
     figures |= {"model_version": m.version, "threshold": m.threshold, "model_load_seconds": round(load_seconds, 2),
                 "heldout_sha256": hashes,
-                "heldout_frozen": bool(frozen) and all(frozen.get("files", {}).get(k) == v for k, v in hashes.items())}
+                "heldout_frozen": frozen.get("files") == hashes}
     wrong = figures.pop("confidently_wrong")
     typer.echo(json.dumps({k: v for k, v in figures.items() if k != "confusion_by_kind"}, ensure_ascii=False, indent=2))
     cols = ["police", "court", "petition", "mediation", "manual"]

@@ -115,6 +115,13 @@ class Catalogue(_Frozen):
                 raise ValueError(f"{c.code}: on_red must be police_lead or police_assist")
         return value
 
+    @model_validator(mode="after")
+    def _police_lead_is_a_police_item(self) -> "Catalogue":
+        lead = self.get(self.risk.police_lead_category)
+        if lead is None or lead.unit_kind is not UnitKind.POLICE:
+            raise ValueError(f"risk.police_lead_category {self.risk.police_lead_category!r} is not a police item")
+        return self
+
     @cached_property
     def _by_code(self) -> dict[str, Category]:
         return {c.code: c for c in self.category}
@@ -178,6 +185,9 @@ def check_model(model: TriageModel, catalogue: Catalogue) -> None:
 
     wrong = sorted(c for c in model.classes if catalogue.kinds.get(c) != model.kinds.get(c)
                    and (c, model.kinds.get(c)) != (OUT_OF_SCOPE, OTHER_KIND))
+    missing = sorted({c.unit_kind.value for c in catalogue.category} - set(model.kind_classes))
+    if missing:
+        raise ValueError(f"triage model {model.version} cannot read unit kind(s) {', '.join(missing)}")
     if wrong:
         raise ValueError(f"triage model {model.version} does not fit catalogue {catalogue.version}: "
                          f"{', '.join(wrong[:5])}{' …' if len(wrong) > 5 else ''}")
@@ -185,8 +195,9 @@ def check_model(model: TriageModel, catalogue: Catalogue) -> None:
 
 # ---------------------------------------------------------------- triage and risk
 
-# A phrase right after one of these is denied ("不是打架", "没有拿刀"), not reported.
-_NEGATIONS = ("不是", "没有", "没", "并非", "未", "不", "无", "别")
+# A phrase right after one of these is denied ("不是打架", "没有拿刀", "没拿刀"). Only these, and only
+# right before the phrase: a single 不 or 别 is too common ("别人拿刀", "一言不合拿刀" are not denials).
+_NEGATIONS = ("不是", "没有", "并非", "并没", "未曾", "没")
 
 
 def _phrase_hits(text: str, phrases: Sequence[str], catalogue: Catalogue | None = None) -> set[str]:
@@ -196,7 +207,7 @@ def _phrase_hits(text: str, phrases: Sequence[str], catalogue: Catalogue | None 
         start = text.find(p)
         while start != -1:
             before = text[max(0, start - 3):start]
-            if not any(before.endswith(n) or before[:-1].endswith(n) for n in _NEGATIONS):
+            if not any(before.endswith(n) for n in _NEGATIONS):
                 hits.add(p)
                 break
             start = text.find(p, start + 1)
@@ -251,6 +262,8 @@ def triage(text: str, category: str | None, catalogue: Catalogue, model: TriageM
     p = prediction or model.predict([text])[0]
     kind = p.kind
     kind_p = p.kind_probabilities[kind]
+    if not p.evidence:
+        return ManualQueue("triage: no words the model knows", p.candidates, model.version, p)
     if kind == OTHER_KIND:
         return ManualQueue(f"triage: outside the catalogue ({kind_p:.2f}); for another department or a person",
                            p.candidates, model.version, p)
@@ -442,13 +455,17 @@ def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory, model: Tr
     t = triage(case.text, case.category, catalogue, model, case.channel, prediction)
     if isinstance(t, ManualQueue):
         colour, reasons = grade_risk(case.risk_flags, case.text, case.repeats, catalogue)
-        if colour is not RiskColour.RED or t.prediction is None:
+        p = t.prediction
+        if colour is RiskColour.RED and p is not None and p.kind == OTHER_KIND:
+            # a dangerous report for another department (a gas leak) waits for a person, flagged
+            return replace(t, reason=f"red ({', '.join(reasons)}); {t.reason}")
+        if colour is not RiskColour.RED or p is None:
             return t
         # Unsure of the matter but the report is dangerous: the police go now, not after a queue.
-        p = t.prediction
         lead_cat = catalogue.get(p.best_by_kind["police"].category if "police" in p.best_by_kind
                                  else catalogue.risk.police_lead_category)
-        other = catalogue.get(p.best.category)
+        # the dispute's own unit assists only when the model read that kind first
+        other = catalogue.get(p.best_by_kind[p.kind].category) if p.kind in p.best_by_kind else None
         t = Triage(lead_cat, p.kind_probabilities.get("police", 0.0),
                    (f"model:{t.model_version}:{lead_cat.code}", "risk:red:unsure_triage_to_police"),
                    probability=p.best_by_kind["police"].probability if "police" in p.best_by_kind else 0.0,

@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from services.router import domain, storage
-from services.router.triage import Candidate, Prediction, TriageModel
+from services.router.triage import OTHER_KIND, OUT_OF_SCOPE, Candidate, Prediction, TriageModel
 from shared import topics
 from shared.cloudevents import CloudEvent, derive_id, utcnow
 from shared.contracts import (
@@ -33,6 +33,7 @@ from shared.contracts import (
     DispatchTransferred,
     Location,
     ManualTriageRequired,
+    RiskColour,
     RoutingReason,
     SupervisionNotice,
     TriageCandidate,
@@ -40,6 +41,7 @@ from shared.contracts import (
     TriageExplanation,
 )
 from shared.divisions import DivisionDirectory
+from shared.topics import UnitKind
 from shared.messaging.consumer import BatchHandler, Inbound, Reject
 from shared.messaging.outbox import Outgoing, add_to_outbox
 
@@ -99,15 +101,34 @@ class Router:
     def correction(self, fx: Effects, state: domain.RoutingState, kind: str, seed: str, traceparent: str | None,
                    *, by: str, category: str | None = None, unit_kind: str | None = None,
                    reason: str | None = None) -> None:
-        """Record a person's correction of the triage as a labelled example (TriageCorrected)."""
-        predicted = state.category or state.facts.get("proposed")
+        """Record a person's correction of the triage as a labelled example (TriageCorrected): what the
+        router had chosen and who had chosen it (the model, the channel, an operator, a department)."""
+        facts = state.facts
+        predicted = state.category or facts.get("proposed")
         cat = self.catalogue.get(predicted or "")
+        chosen_by = facts.get("chosen_by")
         fx.emit(topics.ROUTER_DECISIONS, TriageCorrected(
             case_id=UUID(state.case_id), case_number=state.case_number, correction=kind,
             predicted_category=predicted, predicted_kind=cat.unit_kind if cat else None,
+            predicted_by=chosen_by, model_reading=facts.get("model_reading"),
             corrected_category=category, corrected_kind=unit_kind, reason=reason, by=by,
-            model_version=state.facts.get("model_version"), catalogue_version=self.catalogue.version,
+            model_version=facts.get("model_version") if facts.get("model_reading") else None,
+            catalogue_version=self.catalogue.version,
         ), derive_id(SOURCE, seed, "corrected"), traceparent)
+
+    @staticmethod
+    def remember_reading(state: domain.RoutingState, decision, chosen_by: str | None) -> None:
+        """Keep what chose the case's matter, and the model's own reading, for later corrections."""
+        p = decision.prediction if isinstance(decision, domain.ManualQueue) else (
+            decision.triage.prediction if decision.triage else None)
+        state.facts["chosen_by"] = chosen_by
+        if p is not None:
+            reading = triage_reading(p)
+            state.facts["model_reading"] = reading
+            state.facts["model_version"] = decision.model_version if isinstance(decision, domain.ManualQueue) \
+                else decision.triage.model_version
+            if isinstance(decision, domain.ManualQueue):
+                state.facts["proposed"] = reading
 
     # ------------------------------------------------------------ shared steps
 
@@ -178,6 +199,9 @@ class Router:
                                rule_ids=(f"{reason.value}:{category.code}",))
         if isinstance(plan, domain.ManualQueue):
             return self.to_manual(fx, state, plan.reason, seed, traceparent)
+        if plan.risk is RiskColour.RED and all(a.unit.kind is not UnitKind.POLICE for a in plan.assignments):
+            return self.to_manual(fx, state, f"red case and no police unit for {state.division_code}", seed,
+                                  traceparent)
         self.dispatch_plan(fx, state, plan, seed, traceparent, now)
 
     # ------------------------------------------------------------ consumed events
@@ -205,13 +229,14 @@ class Router:
             traceparent=item.traceparent,
         )
         if isinstance(decision, domain.ManualQueue):
-            if decision.candidates:
-                state.facts["proposed"] = decision.candidates[0].category
-            state.facts["model_version"] = decision.model_version
+            self.remember_reading(state, decision, None)
             return self.to_manual(fx, state, decision.reason, item.event.id, item.traceparent,
                                   decision.candidates, decision.model_version)
-        if decision.triage is not None:
-            state.facts["model_version"] = decision.triage.model_version
+        if decision.triage is None:
+            chosen_by = "channel"
+        else:
+            chosen_by = "safety" if decision.category.code != triage_reading(decision.triage.prediction) else "model"
+        self.remember_reading(state, decision, chosen_by)
         self.dispatch_plan(fx, state, decision, item.event.id, item.traceparent, case.received_at)
 
     def on_duplicate_reported(self, item: Inbound, fx: Effects) -> None:
@@ -287,6 +312,7 @@ class Router:
         if d.role == "lead" and target.kind.value != d.unit_kind:
             self.correction(fx, state, "transfer", item.event.id, item.traceparent, by=d.unit_id,
                             unit_kind=target.kind.value, reason=fb.reason)
+            state.facts["chosen_by"] = "department"
         if d.role == "lead":
             self.replan(fx, state, item.event.id, item.traceparent, RoutingReason.TRANSFER, lead=target)
 
@@ -301,6 +327,13 @@ class Router:
         if item.record.topic != topics.feedback_topic(d.unit_kind):
             raise Reject(f"feedback on {item.record.topic} for a dispatch to a {d.unit_kind} unit")
         return state, d
+
+
+def triage_reading(p: Prediction) -> str:
+    """The model's own reading of a case: its most probable kind's best item, or out of scope."""
+    if p.kind == OTHER_KIND or p.kind not in p.best_by_kind:
+        return OUT_OF_SCOPE
+    return p.best_by_kind[p.kind].category
 
 
 def _candidates(cands) -> list[TriageCandidate]:
@@ -420,6 +453,7 @@ async def manual_dispatch(conn: asyncpg.Connection, router: Router, case_id: UUI
     elif state.category != cat.code:
         router.correction(fx, state, "reassignment", seed, traceparent, by=operator, category=cat.code,
                           unit_kind=cat.unit_kind.value)
+    state.facts["chosen_by"] = "operator"
     router.replan(fx, state, seed, traceparent, RoutingReason.MANUAL, lead=unit, category=cat)
     await fx.commit(conn)
     return state

@@ -66,7 +66,7 @@ async def save_states(conn: asyncpg.Connection, states: Iterable[RoutingState]) 
         " unit_id = EXCLUDED.unit_id, unit_kind = EXCLUDED.unit_kind, category = EXCLUDED.category,"
         " rule_ids = EXCLUDED.rule_ids, risk = EXCLUDED.risk, dispatches = EXCLUDED.dispatches,"
         " excluded = EXCLUDED.excluded, returns = EXCLUDED.returns, reopened = EXCLUDED.reopened,"
-        " repeats = EXCLUDED.repeats, updated_at = now()",
+        " repeats = EXCLUDED.repeats, facts = EXCLUDED.facts, updated_at = now()",
         rows,
     )
 

@@ -30,6 +30,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 REFERENCE = Path(__file__).parent / "reference" / "triage"
+VERSION = re.compile(r"triage-[0-9a-f]{12}")
+_ARTIFACT = re.compile(r"triage-[0-9a-f]{12}\.joblib")
 CORPUS = Path(__file__).parent / "corpus"
 # Bumped when features or training change in a way that makes older artifacts incomparable.
 TRAINING_RECIPE = "char1-3(20k)+jieba1-2(10k)+linearsvc(kind, item)+temperature+f16.v2"
@@ -48,6 +50,7 @@ CONFIDENT_WRONG_BUDGET = 0.02
 
 _CODES = re.compile(r"[0-9a-z][0-9a-z_-]{4,}")
 _DIGITS = re.compile(r"\d+")
+_WORD = re.compile(r"[^\W\d_]")  # a letter or a character of a word (CJK included)
 _SPACE = re.compile(r"\s+")
 
 
@@ -150,6 +153,7 @@ class Prediction:
     kind_probabilities: dict[str, float]  # of each unit kind (the kind classifier, calibrated)
     features: tuple[str, ...]  # what pushed the top category most (n-grams and words)
     best_by_kind: dict[str, Candidate]  # each unit kind's most probable category
+    evidence: int = 1  # how many of the text's features the model knows (0: it read nothing)
 
     @property
     def best(self) -> Candidate:
@@ -198,6 +202,15 @@ def _kind_probabilities(kind_p: np.ndarray, item_p: np.ndarray, item_kind: np.nd
     return (kind_p + summed) / 2
 
 
+def _weights(clf) -> tuple[np.ndarray, np.ndarray]:
+    """A linear classifier's weights as features × classes, and its biases; a two-class classifier
+    keeps one score (the second class's), made two here as for more classes."""
+    w, b = clf.coef_.T.astype(np.float32), clf.intercept_.astype(np.float32)
+    if w.shape[1] == 1:
+        w, b = np.hstack([-w, w]), np.concatenate([-b, b])
+    return np.ascontiguousarray(w), b
+
+
 class TriageModel:
     """A trained triage model: the unit kind (a 4-way classifier) and the item (a classifier over every
     catalogue item) read from the same features; scores become probabilities by a calibrated
@@ -222,10 +235,8 @@ class TriageModel:
         for _, vec in parts["features"].transformer_list:
             self._lean.append((vec.build_analyzer(), vec.vocabulary_, vec.idf_.astype(np.float32), offset))
             offset += len(vec.vocabulary_)
-        self._kind_w = np.ascontiguousarray(parts["kinds"].coef_.T, dtype=np.float32)
-        self._kind_b = parts["kinds"].intercept_.astype(np.float32)
-        self._item_w = np.ascontiguousarray(parts["items"].coef_.T, dtype=np.float32)
-        self._item_b = parts["items"].intercept_.astype(np.float32)
+        self._kind_w, self._kind_b = _weights(parts["kinds"])
+        self._item_w, self._item_b = _weights(parts["items"])
 
     def with_threshold(self, threshold: float, version: str | None = None) -> "TriageModel":
         """The same model with another manual-queue threshold (what an activation may set)."""
@@ -237,6 +248,8 @@ class TriageModel:
         text; `sklearn_scores` checks it agrees with scikit-learn's own transform)."""
         norm = normalise(text)
         idx_parts, val_parts = [], []
+        if not _WORD.search(norm):  # punctuation and identifiers only: nothing to read
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         for analyze, vocab, idf, offset in self._lean:
             counts: dict[int, int] = {}
             for term in analyze(norm):
@@ -285,7 +298,8 @@ class TriageModel:
                 i = items[int(np.argmax(p[items]))]
                 best[k] = Candidate(self.classes[i], k, round(float(p[i]), 4))
             chosen = self.classes.index(best[max(kinds, key=lambda k: (kinds[k], k))].category)
-            out.append(Prediction(cands, kinds, self._explain(idx, val * self._item_w[idx, chosen], explain), best))
+            out.append(Prediction(cands, kinds, self._explain(idx, val * self._item_w[idx, chosen], explain), best,
+                                  len(idx)))
         return out
 
     def _explain(self, idx: np.ndarray, contrib: np.ndarray, n: int) -> tuple[str, ...]:
@@ -302,18 +316,23 @@ class TriageModel:
 
     # -- persistence
     @classmethod
-    def load(cls, manifest_path: Path) -> "TriageModel":
-        """Load a model by its manifest; refuses an artifact whose sha256 differs from the manifest's."""
+    def load(cls, manifest_path: Path, expected_sha256: str | None = None) -> "TriageModel":
+        """Load a model by its manifest. The artifact must be a file beside the manifest whose sha256
+        is the manifest's (and the activated one's, when given) — checked before anything is
+        unpickled, since unpickling runs code."""
         import joblib
 
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        blob = (manifest_path.parent / manifest["artifact"]).read_bytes()
+        name = str(manifest.get("artifact", ""))
+        if not _ARTIFACT.fullmatch(name):
+            raise ValueError(f"triage manifest {manifest_path.name}: artifact {name!r} is not a model file name")
+        blob = (manifest_path.parent / name).read_bytes()
         digest = hashlib.sha256(blob).hexdigest()
-        if digest != manifest["sha256"]:
-            raise ValueError(f"triage model {manifest['artifact']}: sha256 {digest} is not the manifest's "
-                             f"{manifest['sha256']}")
+        for want in (manifest["sha256"], expected_sha256):
+            if want is not None and digest != want:
+                raise ValueError(f"triage model {name}: sha256 {digest} is not the expected {want}")
         _jieba()
-        parts = joblib.load(io.BytesIO(blob))  # trusted only because its hash matched the manifest
+        parts = joblib.load(io.BytesIO(blob))  # trusted only because its hash matched
         for clf in (parts["kinds"], parts["items"]):
             clf.coef_ = clf.coef_.astype(np.float32)  # stored as float16 (3 significant digits suffice)
         return cls(parts, manifest)
@@ -485,9 +504,9 @@ def load_active(directory: Path = REFERENCE) -> TriageModel:
     import tomllib
 
     active = tomllib.loads((directory / ACTIVE).read_text(encoding="utf-8"))
-    model = TriageModel.load(directory / f"{active['version']}.json")
-    if model.manifest["sha256"] != active["sha256"]:
-        raise ValueError(f"active model {active['version']}: the manifest's sha256 is not the activated one")
+    if not VERSION.fullmatch(str(active.get("version", ""))):
+        raise ValueError(f"{ACTIVE}: {active.get('version')!r} is not a model version")
+    model = TriageModel.load(directory / f"{active['version']}.json", expected_sha256=active["sha256"])
     if "threshold" in active:
         model = model.with_threshold(float(active["threshold"]))
     return model
@@ -499,6 +518,8 @@ def activate(version: str, by: str, note: str, at: str, threshold: float | None 
 
     The log line names who, when, why, and the model replaced — the record of an explicit decision.
     """
+    if not VERSION.fullmatch(version):
+        raise ValueError(f"{version!r} is not a model version (triage-<12 hex digits>)")
     model = TriageModel.load(directory / f"{version}.json")  # refuses a broken or unknown artifact
     previous = None
     if (directory / ACTIVE).exists():
@@ -559,7 +580,7 @@ def examples_from_corrections(records: Iterable) -> tuple[list[Example], list[di
         text, channel = texts[cid]
         text = _LONG_NUMBER.sub("#", text)
         if c.corrected_category:
-            labelled[cid] = Example(text, c.corrected_category, channel, f"case {c.case_number}: {c.correction}")
+            labelled[cid] = Example(text, c.corrected_category, channel, f"case {c.case_number}")
         else:
             review.append({"case_number": c.case_number, "text": text, "channel": channel,
                            "correction": c.correction, "predicted_category": c.predicted_category,

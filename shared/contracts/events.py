@@ -234,6 +234,8 @@ class TriageCorrected(Event):
     correction: Literal["manual_dispatch", "reassignment", "transfer", "return"]
     predicted_category: str | None = None  # what the router had chosen or proposed first
     predicted_kind: UnitKind | None = None
+    predicted_by: Literal["model", "channel", "operator", "department", "safety"] | None = None
+    model_reading: str | None = None  # the model's own most probable item, when the model read the case
     corrected_category: str | None = None
     corrected_kind: UnitKind | None = None
     reason: str | None = None

@@ -37,9 +37,13 @@ def test_operator_dispatches_from_the_manual_queue_and_the_case_flows(stack):
     assert ok.json()["status"] == "dispatched" and ok.json()["dispatches"][-1]["unit_id"] == "petition-339902"
     events = stack.close_case(case_id)
     types = [e["type"] for e in events]
-    assert types[:3] == ["org.onewindow.case.received.v1", "org.onewindow.case.manual_triage_required.v1",
-                         "org.onewindow.case.routed.v1"]
-    assert events[2]["data"]["reason"] == "manual"
+    assert types[:4] == ["org.onewindow.case.received.v1", "org.onewindow.case.manual_triage_required.v1",
+                         "org.onewindow.case.triage_corrected.v1", "org.onewindow.case.routed.v1"]
+    assert "outside the catalogue" in events[1]["data"]["reason"] and len(events[1]["data"]["candidates"]) == 3
+    corrected = events[2]["data"]  # the operator's choice is a labelled example, in the case's trace
+    assert (corrected["correction"], corrected["corrected_category"]) == ("manual_dispatch",
+                                                                           "petition.officials.inaction")
+    assert events[3]["data"]["reason"] == "manual"
     assert len({e["trace_id"] for e in events}) == 1, "operator actions continue the case's trace"
 
 

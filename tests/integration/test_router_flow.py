@@ -204,7 +204,7 @@ async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
 
         await add_to_outbox(conn, out)
     manual = next(o.event for o in out if o.event.type.endswith("manual_triage_required.v1"))
-    proposed = manual.data["candidates"][0]["category"]
+    proposed = triage.OUT_OF_SCOPE  # the model's own reading of a street lamp
     assert len(manual.data["candidates"]) == 3 and manual.data["model_version"] == ROUTER.model.version
     assert (await _state(pool, case.case_id)).status is domain.CaseStatus.MANUAL
     async with pool.acquire() as conn, conn.transaction():
@@ -218,14 +218,16 @@ async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
     assert [(c["correction"], c["by"], c["predicted_category"], c["corrected_category"], c["corrected_kind"])
             for c in corrections] == [("manual_dispatch", "op-7", proposed, "petition.officials.inaction",
                                        "petition")]
+    assert corrections[0]["model_reading"] == proposed and corrections[0]["model_version"] == ROUTER.model.version
     # a reassignment to another matter is a correction too; to the same matter (another unit) it is not
     async with pool.acquire() as conn, conn.transaction():
         await handlers.manual_dispatch(conn, router, case.case_id, "petition.officials.inaction", None, "op-7", None)
         await handlers.manual_dispatch(conn, router, case.case_id, "petition.welfare.subsistence", None, "op-8", None)
     rows = await pool.fetch("SELECT value FROM outbox ORDER BY seq")
     corrections = [json.loads(r["value"]) for r in rows if b'"correction"' in r["value"]]
-    assert [(c["correction"], c["predicted_category"], c["corrected_category"]) for c in corrections[1:]] == [
-        ("reassignment", "petition.officials.inaction", "petition.welfare.subsistence")]
+    assert [(c["correction"], c["predicted_category"], c["predicted_by"], c["corrected_category"])
+            for c in corrections[1:]] == [
+        ("reassignment", "petition.officials.inaction", "operator", "petition.welfare.subsistence")]
 
 
 async def test_a_transfer_to_another_kind_is_a_correction(pool):

@@ -118,6 +118,22 @@ def test_a_report_outside_the_catalogue_goes_to_the_manual_queue_with_candidates
     assert decision.candidates[0].category == "petition.officials.inaction"
 
 
+def test_a_dangerous_report_for_another_department_waits_for_a_person_flagged_red():
+    model = FixedReading(("dispute.neighbourhood.odour_pollution", 0.3), ("public_security.violence.armed", 0.1))
+    model.reading = Prediction(model.reading.candidates, {"other": 0.7, "mediation": 0.2, "police": 0.1},
+                               (), model.reading.best_by_kind)
+    decision = _route("小区燃气管道漏气，怕爆炸，请燃气公司来处理", model=model)
+    assert isinstance(decision, domain.ManualQueue) and decision.reason.startswith("red (risk:red:爆炸)")
+
+
+def test_the_police_lead_item_must_be_a_police_item():
+    raw = CATALOGUE.model_dump()
+    raw.pop("domain", None)
+    raw["risk"]["police_lead_category"] = "dispute.neighbourhood.noise"
+    with pytest.raises(ValidationError, match="not a police item"):
+        domain.Catalogue.model_validate(raw)
+
+
 def test_without_a_model_free_text_goes_to_the_manual_queue():
     assert isinstance(_route("路灯坏了"), domain.ManualQueue)
 

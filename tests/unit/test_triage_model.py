@@ -273,3 +273,58 @@ def test_classify_reads_standard_input_and_writes_one_line_per_line():
     assert r.returncode == 0, r.stderr
     out = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(out) == 2 and out[0]["id"] == "a" and out[0]["decision"] in ("dispatch", "manual") and "error" in out[1]
+
+
+# -- found in review
+
+
+@pytest.mark.parametrize("text", ["楼上邻居半夜噪音，别人拿刀敲我门说要弄死我", "两人一言不合拿刀互砍"])
+def test_common_words_before_a_red_phrase_are_not_denials(text):
+    assert domain.grade_risk([], text, 0, CATALOGUE)[0].value == "red"
+    plan = _route(text)
+    assert isinstance(plan, domain.ManualQueue) or "police" in {a.unit.kind.value for a in plan.assignments}
+
+
+@pytest.mark.parametrize("text", ["", "   ", "13812345678", "ABC1234567", "！！！"])
+def test_a_report_with_nothing_the_model_knows_goes_to_the_manual_queue(text):
+    decision = _route(text)
+    assert isinstance(decision, domain.ManualQueue) and "no words" in decision.reason
+
+
+def test_a_model_file_outside_its_folder_or_with_another_hash_is_never_unpickled(tmp_path):
+    evil = tmp_path / "evil.bin"
+    evil.write_bytes(b"not a pickle")
+    import hashlib
+
+    manifest = json.loads((triage.REFERENCE / f"{MODEL.version}.json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps(manifest | {"artifact": str(evil),
+                                                            "sha256": hashlib.sha256(evil.read_bytes()).hexdigest()}))
+    with pytest.raises(ValueError, match="not a model file name"):
+        triage.TriageModel.load(tmp_path / "m.json")
+    for name in (manifest["artifact"], f"{MODEL.version}.json"):
+        (tmp_path / name).write_bytes((triage.REFERENCE / name).read_bytes())
+    (tmp_path / "active.toml").write_text(f'version = "{MODEL.version}"\nsha256 = "{"0" * 64}"\n')
+    with pytest.raises(ValueError, match="not the expected"):
+        triage.load_active(tmp_path)
+    (tmp_path / "active.toml").write_text('version = "../../etc/x"\nsha256 = "0"\n')
+    with pytest.raises(ValueError, match="not a model version"):
+        triage.load_active(tmp_path)
+    with pytest.raises(ValueError, match="not a model version"):
+        triage.activate("../triage-000000000000", "x", "y", "now", directory=tmp_path)
+
+
+def test_a_two_class_classifier_scores_both_classes():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    w, b = triage._weights(SimpleNamespace(coef_=np.array([[1.0, -2.0]]), intercept_=np.array([0.5])))
+    assert w.tolist() == [[-1.0, 1.0], [2.0, -2.0]] and b.tolist() == [-0.5, 0.5]
+
+
+def test_eval_refuses_a_missing_file_and_a_file_without_catalogue_items(tmp_path):
+    assert _cli("eval", "--heldout", str(tmp_path / "missing.jsonl")).returncode == 2
+    only_outside = tmp_path / "outside.jsonl"
+    only_outside.write_text(json.dumps({"text": "路灯坏了", "category": "out_of_scope"}, ensure_ascii=False) + "\n")
+    r = _cli("eval", "--heldout", str(only_outside))
+    assert r.returncode == 2 and "no examples" in r.stderr
