@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: dev test install lint clean
+.PHONY: dev test unit integration e2e install lint clean
 
 ASYNCAPI := tests/contract/asyncapi
 
@@ -31,6 +31,15 @@ lint: install  ## architecture contracts (a service never imports another)
 
 test: lint  ## unit, integration and end-to-end tests on a real broker and PostgreSQL
 	$(BIN)/python -m pytest -q
+
+unit: $(BIN)/.installed  ## pure logic only: no broker, no database (seconds)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: install  ## handlers and stores on a real PostgreSQL (and broker), contracts
+	$(BIN)/python -m pytest -q tests/integration tests/contract
+
+e2e: install  ## the services as processes on a real broker and PostgreSQL
+	$(BIN)/python -m pytest -q tests/e2e
 
 clean:
 	rm -rf $(VENV) .onewindow
