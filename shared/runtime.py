@@ -37,6 +37,7 @@ class Subscription:
     handle: BatchHandler
     validate_contracts: bool = True
     decode_envelopes: bool = True
+    enforce_publishers: bool = True  # refuse events the topic's publishing contract does not allow
     explain: Callable | None = None  # see BatchProcessor: a record for the sender of a dead letter
 
 
@@ -120,6 +121,7 @@ class ServiceRuntime:
                     handle=sub.handle,
                     validate_contracts=sub.validate_contracts,
                     decode_envelopes=sub.decode_envelopes,
+                    enforce_publishers=sub.enforce_publishers,
                     explain=sub.explain,
                     retry_attempts=s.retry_attempts,
                     retry_backoff_seconds=s.retry_backoff_seconds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -48,6 +49,74 @@ FEEDBACK_TOPICS = [feedback_topic(k) for k in UnitKind]
 CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, COURT_REFERRALS, COURT_MEDIATION,
                *DISPATCH_TOPICS, *FEEDBACK_TOPICS]
 ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DEAD_LETTER]
+
+
+# ---------------------------------------------------------------- who may publish what, where
+
+FEEDBACK_TYPES = [f"org.onewindow.dispatch.{s}.v1" for s in ("accepted", "progress", "returned", "transferred",
+                                                                  "resolved")]
+DISPATCH_TYPES = ["org.onewindow.case.dispatched.v1", "org.onewindow.supervision.notice.v1"]
+SUBMISSION_TYPE = "org.onewindow.case.submission.v1"
+
+
+@dataclass(frozen=True)
+class Publishers:
+    """Who may publish on a topic (CloudEvents sources, by path prefix) and which event types."""
+
+    sources: tuple[str, ...]
+    types: tuple[str, ...]
+
+    def refusal(self, event_type: str, source: str) -> str | None:
+        """Why an event may not arrive here, or None when it may."""
+        if event_type not in self.types:
+            return f"{event_type} is not published on this topic (it carries {', '.join(self.types)})"
+        if not any(source == p or source.startswith(p.rstrip("/") + "/") for p in self.sources):
+            return f"source {source!r} may not publish here (only {', '.join(self.sources)})"
+        return None
+
+
+def _service(name: str) -> tuple[str, ...]:
+    return (f"/onewindow/{name}",)
+
+
+def _department(kind: UnitKind) -> tuple[str, ...]:
+    # OneWindow's own mediation service answers for the mediation kind; the others are outside systems
+    return _service("mediation") if kind is UnitKind.MEDIATION else (f"/departments/{kind.value}",)
+
+
+# The contract of every topic OneWindow consumes: a department's feedback topic carries only feedback
+# types from that department's systems; a service's topics only its own events. Consumers refuse
+# anything else before it changes any state (dead letter with the reason; departments are told on
+# their rejections topic). The AsyncAPI documents are generated from this table, and Kafka ACLs
+# (deploy/) grant each department write access to its own feedback topic only.
+PUBLISHERS: dict[str, Publishers] = {
+    SUBMISSIONS: Publishers(("/",), (SUBMISSION_TYPE,)),  # any registered submitting system
+    SUBMISSION_REJECTIONS: Publishers(_service("intake"), ("org.onewindow.submission.rejected.v1",)),
+    CASES_RECEIVED: Publishers(_service("intake"), ("org.onewindow.case.received.v1",
+                                                     "org.onewindow.case.duplicate_reported.v1")),
+    ROUTER_DECISIONS: Publishers(_service("router"), (
+        "org.onewindow.case.routed.v1", "org.onewindow.case.manual_triage_required.v1",
+        "org.onewindow.case.triage_corrected.v1", "org.onewindow.supervision.notice.v1",
+        "org.onewindow.case.escalated.v1", "org.onewindow.case.callback_recorded.v1",
+        "org.onewindow.case.reopened.v1", "org.onewindow.case.closed.v1")),
+    MEDIATION_EVENTS: Publishers(_service("mediation"), ("org.onewindow.mediation.transitioned.v1",)),
+    COURT_REFERRALS: Publishers(("/departments/court",), ("org.onewindow.court.referral.v1",
+                                                          "org.onewindow.court.confirmation_decided.v1")),
+    COURT_MEDIATION: Publishers(_service("mediation"), ("org.onewindow.mediation.to_court.v1",)),
+    **{dispatch_topic(k): Publishers(_service("router"), tuple(DISPATCH_TYPES)) for k in UnitKind},
+    **{feedback_topic(k): Publishers(_department(k), tuple(FEEDBACK_TYPES)) for k in UnitKind},
+    **{rejection_topic(k): Publishers(_service("router"), ("org.onewindow.feedback.rejected.v1",))
+       for k in UnitKind},
+}
+
+
+def refusal(topic: str, event_type: str, source: str) -> str | None:
+    """Why an event may not arrive on a topic (unknown topics refuse everything), or None."""
+    publishers = PUBLISHERS.get(topic)
+    if publishers is None:
+        return f"{topic} has no publishing contract"
+    reason = publishers.refusal(event_type, source)
+    return f"{topic}: {reason}" if reason else None
 
 
 DAY_MS = 24 * 3600 * 1000

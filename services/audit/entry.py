@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         MIGRATIONS,
         subscriptions=lambda _rt: [
             # Any well-formed CloudEvent is kept, even of a type this version does not know.
-            Subscription("audit", TRACED_TOPICS, record_events, validate_contracts=False),
+            # the trace keeps everything that was sent, refused or not (全程留痕)
+            Subscription("audit", TRACED_TOPICS, record_events, validate_contracts=False, enforce_publishers=False),
             Subscription("audit-deadletters", [topics.DEAD_LETTER], record_dead_letters, decode_envelopes=False),
         ],
         periodic=[("audit-checkpoints", settings.audit_checkpoint_seconds, checkpoint)],

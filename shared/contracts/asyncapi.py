@@ -16,26 +16,10 @@ from shared.contracts.submissions import CaseSubmission
 
 VERSION = "1.0.0"
 UnitKind = topics.UnitKind
-FEEDBACK_TYPES = [f"org.onewindow.dispatch.{s}.v1" for s in ("accepted", "progress", "returned", "transferred",
-                                                                  "resolved")]
-DISPATCH_TYPES = ["org.onewindow.case.dispatched.v1", "org.onewindow.supervision.notice.v1"]
-TOPIC_MESSAGES: dict[str, list[str]] = {
-    topics.SUBMISSIONS: [SUBMISSION_TYPE],
-    topics.SUBMISSION_REJECTIONS: ["org.onewindow.submission.rejected.v1"],
-    topics.CASES_RECEIVED: ["org.onewindow.case.received.v1", "org.onewindow.case.duplicate_reported.v1"],
-    topics.ROUTER_DECISIONS: [
-        "org.onewindow.case.routed.v1", "org.onewindow.case.manual_triage_required.v1",
-        "org.onewindow.case.triage_corrected.v1",
-        "org.onewindow.supervision.notice.v1", "org.onewindow.case.escalated.v1",
-        "org.onewindow.case.callback_recorded.v1", "org.onewindow.case.reopened.v1", "org.onewindow.case.closed.v1",
-    ],
-    topics.MEDIATION_EVENTS: ["org.onewindow.mediation.transitioned.v1"],
-    topics.COURT_REFERRALS: ["org.onewindow.court.referral.v1", "org.onewindow.court.confirmation_decided.v1"],
-    topics.COURT_MEDIATION: ["org.onewindow.mediation.to_court.v1"],
-    **{topics.dispatch_topic(k): DISPATCH_TYPES for k in UnitKind},
-    **{topics.feedback_topic(k): FEEDBACK_TYPES for k in UnitKind},
-    **{topics.rejection_topic(k): ["org.onewindow.feedback.rejected.v1"] for k in UnitKind},
-}
+FEEDBACK_TYPES = topics.FEEDBACK_TYPES
+DISPATCH_TYPES = topics.DISPATCH_TYPES
+# generated from the publishing contract of every topic (shared/topics.py)
+TOPIC_MESSAGES: dict[str, list[str]] = {t: list(p.types) for t, p in topics.PUBLISHERS.items()}
 SERVICES: dict[str, dict[str, list[str]]] = {
     "intake": {"receive": [topics.SUBMISSIONS, topics.ROUTER_DECISIONS, *topics.FEEDBACK_TOPICS],
                "send": [topics.CASES_RECEIVED, topics.SUBMISSION_REJECTIONS]},

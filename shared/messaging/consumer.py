@@ -89,6 +89,7 @@ class BatchProcessor:
         handle: BatchHandler,
         validate_contracts: bool = True,
         decode_envelopes: bool = True,
+        enforce_publishers: bool = True,
         explain: Callable[[ConsumerRecord, str], Record | None] | None = None,
         retry_attempts: int = 3,
         retry_backoff_seconds: float = 0.2,
@@ -100,6 +101,8 @@ class BatchProcessor:
         self._handle = handle
         self._validate = validate_contracts
         self._decode = decode_envelopes
+        # refuse what the topic's publishing contract does not allow (shared/topics.py: PUBLISHERS)
+        self._enforce = enforce_publishers
         # An extra record for the sender, published with each dead letter (e.g. a rejection on a
         # topic the department may read: it cannot read the dead-letter topic).
         self._explain = explain
@@ -116,6 +119,10 @@ class BatchProcessor:
                 continue
             try:
                 ev = decode(rec.key, rec.value, rec.headers)
+                refused = topics.refusal(rec.topic, ev.type, ev.source) if self._enforce else None
+                if refused:
+                    dead.append((rec, f"refused by the topic's contract: {refused}"))
+                    continue
                 model = ev.model() if self._validate else None
                 inbound.append(Inbound(rec, ev, model))
             except (EnvelopeError, ContractError) as exc:

@@ -130,9 +130,9 @@ def test_refused_feedback_is_explained_on_the_departments_topic_and_changes_noth
     other_department = _send(stack, "feedback.court", case_id, "org.onewindow.dispatch.accepted.v1", good)
     other_unit = _send(stack, "feedback.police", case_id, "org.onewindow.dispatch.accepted.v1",
                        {**good, "unit_id": "police-339901001"})
-    assert "unknown event type" in _rejections(stack, "police", unknown_type)["reason"]
+    assert "is not published on this topic" in _rejections(stack, "police", unknown_type)["reason"]
     assert "unit_id" in _rejections(stack, "police", missing)["reason"]
-    assert "feedback.court" in _rejections(stack, "court", other_department)["reason"]
+    assert "may not publish here" in _rejections(stack, "court", other_department)["reason"]
     assert "does not match" in _rejections(stack, "police", other_unit)["reason"]
     dead = {dict(r.headers).get("ce_id") for r in stack.read_topic("deadletter")}
     assert {x.encode() for x in (unknown_type, missing, other_department, other_unit)} <= dead
