@@ -171,7 +171,8 @@ def dev(
     tokens = {}
     if not os.environ.get("ONEWINDOW_TOKENS"):
         tokens = {role: f"dev-{role}-{secrets.token_urlsafe(12)}" for role in ("clerk", "operator", "auditor")}
-        env["ONEWINDOW_TOKENS"] = json.dumps({t: {"role": r, "subject": f"dev-{r}"} for r, t in tokens.items()})
+        env["ONEWINDOW_TOKENS"] = json.dumps({t: {"role": r, "subject": f"dev-{r}", "divisions": ["*"]}
+                                               for r, t in tokens.items()})
     ports = {name: port + port_offset for name, port in devstack.SERVICE_PORTS.items()}
     procs = devstack.service_processes(env, state_dir / "logs", ports=ports)
     stopping = False

@@ -12,10 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class TokenGrant(BaseModel):
-    """What a bearer token may do: its role and the division codes it may act in ("*" = all)."""
+    """What a bearer token may do: its role and the division codes it may act in ("*" = all; none
+    given = none: grants fail closed)."""
 
     role: str
-    divisions: list[str] = Field(default_factory=lambda: ["*"])
+    divisions: list[str] = Field(default_factory=list)
     subject: str = "anonymous"
 
 

@@ -24,19 +24,20 @@ from shared import devstack
 TOKENS = {
     "clerk-token-0001": {"role": "clerk", "subject": "clerk-1", "divisions": ["*"]},
     "clerk-token-xishan": {"role": "clerk", "subject": "clerk-2", "divisions": ["339902"]},
-    "operator-token-0001": {"role": "operator", "subject": "operator-1"},
-    "hotline-token-0001": {"role": "hotline", "subject": "hotline-1"},
+    "operator-token-0001": {"role": "operator", "subject": "operator-1", "divisions": ["*"]},
+    "hotline-token-0001": {"role": "hotline", "subject": "hotline-1", "divisions": ["*"]},
     "grid-token-0001": {"role": "grid", "subject": "grid-1", "divisions": ["339901001"]},
-    "citizen-token-0001": {"role": "citizen", "subject": "citizen-1"},
-    "citizen-token-0002": {"role": "citizen", "subject": "citizen-2"},
-    "department-token-0001": {"role": "department", "subject": "police-339901"},
-    "auditor-token-0001": {"role": "auditor", "subject": "auditor-1"},
+    "citizen-token-0001": {"role": "citizen", "subject": "citizen-1", "divisions": ["*"]},
+    "citizen-token-0002": {"role": "citizen", "subject": "citizen-2", "divisions": ["*"]},
+    "department-token-0001": {"role": "department", "subject": "police-339901", "divisions": ["*"]},
+    "auditor-token-0001": {"role": "auditor", "subject": "auditor-1", "divisions": ["*"]},
     "operator-token-xishan": {"role": "operator", "subject": "operator-2", "divisions": ["339902"]},
 }
 def _mediator_tokens() -> dict:
     from services.mediation.domain import load_directory
 
-    return {f"mediator-token-{m.id}": {"role": "mediator", "subject": m.id} for m in load_directory().mediator}
+    return {f"mediator-token-{m.id}": {"role": "mediator", "subject": m.id, "divisions": ["*"]}
+            for m in load_directory().mediator}
 
 
 TOKENS.update(_mediator_tokens())

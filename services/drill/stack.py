@@ -63,8 +63,9 @@ class DrillStack:
         dsn = self.pg.get_uri()
         self.env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers, "DATABASE_URL": dsn,
-            "ONEWINDOW_TOKENS": json.dumps({self.clerk: {"role": "clerk", "subject": "drill-clerk"},
-                                            self.operator: {"role": "operator", "subject": "drill-operator"}}),
+            "ONEWINDOW_TOKENS": json.dumps({self.clerk: {"role": "clerk", "subject": "drill-clerk", "divisions": ["*"]},
+                                            self.operator: {"role": "operator", "subject": "drill-operator",
+                                                            "divisions": ["*"]}}),
             "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5", "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
             "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000", "ONEWINDOW_LOG_LEVEL": "WARNING",
         }

@@ -71,12 +71,18 @@ async def save_states(conn: asyncpg.Connection, states: Iterable[RoutingState]) 
     )
 
 
-async def queue(pool: asyncpg.Pool, status: CaseStatus, limit: int = 200) -> list[asyncpg.Record]:
-    """Cases in a status (the manual queue, the callback queue), oldest first."""
+async def queue(pool: asyncpg.Pool, status: CaseStatus, divisions: list[str], limit: int = 200
+                ) -> list[asyncpg.Record]:
+    """Cases in a status (the manual queue, the callback queue) within the divisions ("*" = all), oldest
+    first. The jurisdiction is part of the query, so the limit counts only cases the caller may see."""
+    if "*" in divisions:
+        patterns = ["%"]
+    else:
+        patterns = [d + "%" for d in divisions if d.isdigit()]  # division codes are digits: no LIKE wildcards
     return await pool.fetch(
         "SELECT case_id, case_number, category, division_code, risk, unit_id, decided_at, updated_at FROM cases"
-        " WHERE status = $1 ORDER BY updated_at LIMIT $2",
-        status.value, limit,
+        " WHERE status = $1 AND division_code LIKE ANY($2::text[]) ORDER BY updated_at LIMIT $3",
+        status.value, patterns, limit,
     )
 
 

@@ -283,3 +283,21 @@ async def test_clocks_turn_yellow_then_red_once_and_survive_a_restart(pool, data
         assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 1  # yellow at 75 %
     finally:
         await pool2.close()
+
+
+async def test_the_queue_is_filtered_by_jurisdiction_in_the_query_before_the_limit(pool):
+    from services.router import storage
+
+    for _ in range(3):  # three cases of 东湖区 (339901) wait first …
+        await _feed(pool, _inbound(_case("路灯坏了", division="339901001001", category=FIGHT), "intake.cases"))
+        async with pool.acquire() as conn:
+            await conn.execute("UPDATE cases SET status = 'manual_triage'")
+    xishan = _case("路灯坏了", division="339902001001", category=FIGHT)  # … then one of 西山县 (339902)
+    await _feed(pool, _inbound(xishan, "intake.cases"))
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE cases SET status = 'manual_triage'")
+    manual = domain.CaseStatus.MANUAL
+    assert [r["case_id"] for r in await storage.queue(pool, manual, ["339902"], limit=1)] == [xishan.case_id]
+    assert len(await storage.queue(pool, manual, ["*"], limit=10)) == 4
+    assert await storage.queue(pool, manual, [], limit=10) == []  # no divisions: nothing
+    assert await storage.queue(pool, manual, ["3399%"], limit=10) == []  # not a code: no wildcard
