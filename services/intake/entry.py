@@ -39,8 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         MIGRATIONS,
         # Intake accepts HTTP submissions while Kafka is down: its consumers wait for the broker.
         subscriptions=lambda _rt: [
+            # any submitting system may publish here; the handler itself refuses other types and
+            # answers the submitter on intake.rejections (which it can read; the dead letters it cannot)
             Subscription("intake", [topics.SUBMISSIONS], submissions_handler(divisions, policy),
-                         validate_contracts=False),
+                         validate_contracts=False, enforce_publishers=False),
             Subscription("intake-status", STATUS_TOPICS, project_status, validate_contracts=False),
         ],
         after_start=after_start,
