@@ -444,6 +444,18 @@ class CaseFacts:
     channel: str = "window"
 
 
+def police_item(p: Prediction | None, catalogue: Catalogue) -> Category:
+    """The police item that leads a red case: the model's most probable police item, else the
+    catalogue's `police_lead_category` (validated to be a police item)."""
+    police = p.best_by_kind.get("police") if p else None
+    return catalogue.get(police.category if police else catalogue.risk.police_lead_category)
+
+
+def red_without_police(plan: Plan) -> bool:
+    """A red plan with no police unit in it: never dispatched as is."""
+    return plan.risk is RiskColour.RED and all(a.unit.kind is not UnitKind.POLICE for a in plan.assignments)
+
+
 def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory, model: TriageModel | None,
           prediction: Prediction | None = None) -> Plan | ManualQueue:
     """Decide who handles a new case. Deterministic: deadlines run from the received time.
@@ -462,8 +474,7 @@ def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory, model: Tr
         if colour is not RiskColour.RED or p is None:
             return t
         # Unsure of the matter but the report is dangerous: the police go now, not after a queue.
-        lead_cat = catalogue.get(p.best_by_kind["police"].category if "police" in p.best_by_kind
-                                 else catalogue.risk.police_lead_category)
+        lead_cat = police_item(p, catalogue)
         # the dispute's own unit assists only when the model read that kind first
         other = catalogue.get(p.best_by_kind[p.kind].category) if p.kind in p.best_by_kind else None
         t = Triage(lead_cat, p.kind_probabilities.get("police", 0.0),
@@ -478,17 +489,12 @@ def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory, model: Tr
     category, extra, rules = t.category, (), t.rule_ids
     if colour is RiskColour.RED and category.unit_kind in (UnitKind.MEDIATION, UnitKind.PETITION):
         if category.on_red == "police_lead":
-            police = t.prediction.best_by_kind.get("police") if t.prediction else None
-            lead_cat = catalogue.get(police.category if police else catalogue.risk.police_lead_category)
-            if lead_cat is None:
-                return ManualQueue(f"red {category.code}: no police matter to lead it", t.candidates,
-                                   t.model_version)
+            lead_cat = police_item(t.prediction, catalogue)
             category, extra = lead_cat, (t.category,)
             rules = (*rules, f"risk:red:police_lead:{lead_cat.code}")
     plan = plan_for(category, colour, case.division_code, catalogue, units, case.received_at,
                     confidence=t.confidence, risk_reasons=reasons, rule_ids=rules, extra_assist=extra)
-    if (isinstance(plan, Plan) and plan.risk is RiskColour.RED
-            and all(a.unit.kind is not UnitKind.POLICE for a in plan.assignments)):
+    if isinstance(plan, Plan) and red_without_police(plan):
         return ManualQueue(f"red case and no police unit serves division {case.division_code}",
                            t.candidates, t.model_version)
     if isinstance(plan, Plan) and t.model_version:

@@ -33,7 +33,6 @@ from shared.contracts import (
     DispatchTransferred,
     Location,
     ManualTriageRequired,
-    RiskColour,
     RoutingReason,
     SupervisionNotice,
     TriageCandidate,
@@ -41,7 +40,6 @@ from shared.contracts import (
     TriageExplanation,
 )
 from shared.divisions import DivisionDirectory
-from shared.topics import UnitKind
 from shared.messaging.consumer import BatchHandler, Inbound, Reject
 from shared.messaging.outbox import Outgoing, add_to_outbox
 
@@ -199,7 +197,7 @@ class Router:
                                rule_ids=(f"{reason.value}:{category.code}",))
         if isinstance(plan, domain.ManualQueue):
             return self.to_manual(fx, state, plan.reason, seed, traceparent)
-        if plan.risk is RiskColour.RED and all(a.unit.kind is not UnitKind.POLICE for a in plan.assignments):
+        if domain.red_without_police(plan):
             return self.to_manual(fx, state, f"red case and no police unit for {state.division_code}", seed,
                                   traceparent)
         self.dispatch_plan(fx, state, plan, seed, traceparent, now)
