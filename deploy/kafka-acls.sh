@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# GENERATED from shared/topics.py by `onewindow contracts acls` -- do not edit by hand.
 # SCRAM users and ACLs: each principal may touch only its own topics. Run once by the `kafka-acls`
 # job of deploy/compose.secure.yml; passwords are read from deploy/secrets/<principal>.
 set -euo pipefail
@@ -12,53 +13,101 @@ user() {  # user NAME: create or update the SCRAM credential from its secret fil
 allow() {  # allow PRINCIPAL OPERATION TOPIC
   "$K/kafka-acls.sh" "${ADMIN[@]}" --add --allow-principal "User:$1" --operation "$2" --topic "$3"
 }
-group() {  # group PRINCIPAL GROUP: may use its consumer group
-  "$K/kafka-acls.sh" "${ADMIN[@]}" --add --allow-principal "User:$1" --operation Read --group "$2"
+group() {  # group PRINCIPAL GROUP [prefixed]: may use its consumer group (or groups by prefix)
+  "$K/kafka-acls.sh" "${ADMIN[@]}" --add --allow-principal "User:$1" --operation Read --group "$2" \
+    --resource-pattern-type "${3:-literal}"
 }
 
-# Departments: read their dispatches and the rejections of their feedback, write their feedback.
-for kind in police court petition; do
-  user "$kind"
-  allow "$kind" Read "dispatch.$kind"
-  allow "$kind" Read "rejections.$kind"
-  allow "$kind" Write "feedback.$kind"
-  "$K/kafka-acls.sh" "${ADMIN[@]}" --add --allow-principal "User:$kind" --operation Read \
-    --group "$kind-" --resource-pattern-type prefixed
-done
+user police
+group police police- prefixed
+allow police Read dispatch.police
+allow police Read rejections.police
+allow police Write feedback.police
 
-# The court also takes mediation's outcomes, 司法确认 requests and hand-offs, and refers disputes.
+user court
+group court court- prefixed
+allow court Read dispatch.court
+allow court Read rejections.court
 allow court Read court.mediation
+allow court Write feedback.court
 allow court Write court.referrals
 
-# Services.
+user petition
+group petition petition- prefixed
+allow petition Read dispatch.petition
+allow petition Read rejections.petition
+allow petition Write feedback.petition
+
 user intake
-allow intake Read intake.submissions; group intake intake; group intake intake-status
-allow intake Write intake.cases; allow intake Write intake.rejections; allow intake Write deadletter
+group intake intake
+group intake intake-status
+allow intake Read intake.submissions
 allow intake Read router.decisions
-for kind in police court petition mediation; do allow intake Read "feedback.$kind"; done
+allow intake Read feedback.police
+allow intake Read feedback.court
+allow intake Read feedback.petition
+allow intake Read feedback.mediation
+allow intake Write intake.cases
+allow intake Write intake.rejections
+allow intake Write deadletter
 
 user router
-allow router Read intake.cases; group router router; allow router Write router.decisions
+group router router
+allow router Read intake.cases
+allow router Read feedback.police
+allow router Read feedback.court
+allow router Read feedback.petition
+allow router Read feedback.mediation
+allow router Write router.decisions
+allow router Write dispatch.police
+allow router Write dispatch.court
+allow router Write dispatch.petition
+allow router Write dispatch.mediation
+allow router Write rejections.police
+allow router Write rejections.court
+allow router Write rejections.petition
+allow router Write rejections.mediation
 allow router Write deadletter
-for kind in police court petition mediation; do
-  allow router Read "feedback.$kind"; allow router Write "dispatch.$kind"; allow router Write "rejections.$kind"
-done
 
 user mediation
-allow mediation Read dispatch.mediation; allow mediation Read court.referrals; group mediation mediation
+group mediation mediation
+allow mediation Read dispatch.mediation
+allow mediation Read court.referrals
+allow mediation Write feedback.mediation
+allow mediation Write mediation.events
 allow mediation Write court.mediation
-allow mediation Write feedback.mediation; allow mediation Write mediation.events; allow mediation Write deadletter
+allow mediation Write deadletter
 
 user audit
-group audit audit; group audit audit-deadletters
-for topic in intake.cases router.decisions mediation.events court.referrals court.mediation deadletter \
-             dispatch.police dispatch.court dispatch.petition dispatch.mediation \
-             feedback.police feedback.court feedback.petition feedback.mediation; do
-  allow audit Read "$topic"
-done
+group audit audit
+group audit audit-deadletters
+allow audit Read intake.cases
+allow audit Read router.decisions
+allow audit Read mediation.events
+allow audit Read court.referrals
+allow audit Read court.mediation
+allow audit Read dispatch.police
+allow audit Read dispatch.court
+allow audit Read dispatch.petition
+allow audit Read dispatch.mediation
+allow audit Read feedback.police
+allow audit Read feedback.court
+allow audit Read feedback.petition
+allow audit Read feedback.mediation
+allow audit Read deadletter
 
 user simulator
 group simulator department-simulator
-for kind in police court petition; do allow simulator Read "dispatch.$kind"; allow simulator Write "feedback.$kind"; done
-allow simulator Read court.mediation; allow simulator Write court.referrals
+allow simulator Read dispatch.police
+allow simulator Read rejections.police
+allow simulator Read dispatch.court
+allow simulator Read rejections.court
+allow simulator Read court.mediation
+allow simulator Read dispatch.petition
+allow simulator Read rejections.petition
+allow simulator Write feedback.police
+allow simulator Write feedback.court
+allow simulator Write court.referrals
+allow simulator Write feedback.petition
+
 echo "ACLs in place"

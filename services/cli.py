@@ -117,6 +117,21 @@ def contracts_asyncapi(
         typer.echo(str(path))
 
 
+@contracts_app.command("topology")
+def contracts_topology(
+    root: Annotated[Path, typer.Option(help="the project's root")] = Path("."),
+) -> None:
+    """Regenerate what is derived from the topology (shared/topics.py): the Kafka ACL script and the
+    topic table of docs/events.md. A test fails while either differs from the topology."""
+    from shared import topics
+
+    acls = root / "deploy" / "kafka-acls.sh"
+    acls.write_text(topics.acl_script(), encoding="utf-8")
+    events = root / "docs" / "events.md"
+    events.write_text(topics.with_events_table(events.read_text(encoding="utf-8")), encoding="utf-8")
+    typer.echo(f"{acls}\n{events}")
+
+
 audit_app = typer.Typer(help="The audit trace.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

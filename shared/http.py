@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.refusals import ActionRefused
 from shared.settings import Settings, TokenGrant
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response(request.url.path)
+
+    @app.exception_handler(ActionRefused)
+    async def _refused(request: Request, exc: ActionRefused) -> JSONResponse:
+        return Problem(exc.status, exc.title, exc.detail).response(request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,31 +29,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Subscription:
-    """A consumer group of the service: which topics feed which batch handler."""
-
-    group_id: str
-    topics: list[str]
-    handle: BatchHandler
-    validate_contracts: bool = True
-    decode_envelopes: bool = True
-    enforce_publishers: bool = True  # refuse events the topic's publishing contract does not allow
-    explain: Callable | None = None  # see BatchProcessor: a record for the sender of a dead letter
-
-
-@dataclass
 class ServiceRuntime:
     """Everything a service process holds while it runs; built by `start`, released by `stop`."""
 
     service: str
     settings: Settings
     migrations: Path
-    subscriptions: Callable[["ServiceRuntime"], list[Subscription]] = lambda _rt: []
+    # One batch handler per consumer group that the topology (shared/topics.py: SERVICES) gives the
+    # service; the topics, contract checks and publisher checks of each group come from there.
+    handlers: dict[str, BatchHandler] = field(default_factory=dict)
+    # A record for the sender of a dead letter, per consumer group (see BatchProcessor).
+    explain: dict[str, Callable] = field(default_factory=dict)
     pool: asyncpg.Pool | None = None
     producer: EventProducer | None = None
     relay: OutboxRelay | None = None
     broker: KafkaBroker | None = None
-    state: dict = field(default_factory=dict)
     # Runs once the database is migrated and pooled, before any consumer starts (backfills).
     prepare: Callable[["ServiceRuntime"], Awaitable[None]] | None = None
     # Service-specific components started after the plumbing and stopped before it.
@@ -109,24 +99,24 @@ class ServiceRuntime:
             on_new_broker=recreate_topics,
             redeliver_seconds=s.outbox_redeliver_seconds,
         )
-        subs = self.subscriptions(self)
-        if subs:
+        consumers = consumer_groups(self.service, self.handlers)
+        if consumers:
             self.broker = create_broker(s, self.service)
-            for sub in subs:
+            for consumer in consumers:
                 processor = BatchProcessor(
-                    name=sub.group_id,
+                    name=consumer.group,
                     pool=self.pool,
                     producer=self.producer,
                     relay=self.relay,
-                    handle=sub.handle,
-                    validate_contracts=sub.validate_contracts,
-                    decode_envelopes=sub.decode_envelopes,
-                    enforce_publishers=sub.enforce_publishers,
-                    explain=sub.explain,
+                    handle=self.handlers[consumer.group],
+                    validate_contracts=consumer.validate_contracts,
+                    decode_envelopes=consumer.decode_envelopes,
+                    enforce_publishers=consumer.enforce_publishers,
+                    explain=self.explain.get(consumer.group),
                     retry_attempts=s.retry_attempts,
                     retry_backoff_seconds=s.retry_backoff_seconds,
                 )
-                subscribe_batches(self.broker, processor, sub.topics, s)
+                subscribe_batches(self.broker, processor, list(consumer.topics), s)
             if self.consumers_optional:
                 self._consumers_task = asyncio.create_task(self._start_consumers_when_possible())
             else:
@@ -172,6 +162,16 @@ class ServiceRuntime:
         if self.pool:
             await self.pool.close()
         log.info("service stopped", extra={"service_name": self.service})
+
+
+def consumer_groups(service: str, handlers: dict[str, BatchHandler]) -> list[topics.Consumer]:
+    """The service's consumer groups from the topology, each with its handler; a group without a
+    handler, or a handler without a group, is a wiring error found at start-up."""
+    party = topics.SERVICES[service]
+    groups = {c.group for c in party.consumers}
+    if set(handlers) != groups:
+        raise ValueError(f"{service}: handlers for {sorted(handlers)}, but the topology has groups {sorted(groups)}")
+    return list(party.consumers)
 
 
 def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = None) -> "FastAPI":

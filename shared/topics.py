@@ -1,21 +1,39 @@
-"""The topic registry: every topic OneWindow uses, who writes it, and how to create them."""
+"""The topology: every topic, who may publish what on it, which party consumes and produces which
+topics, and how the topics are created."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-
-class UnitKind(StrEnum):
-    """The kinds of unit a case is dispatched to; each has its own dispatch and feedback topic."""
-
-    POLICE = "police"
-    COURT = "court"
-    PETITION = "petition"
-    MEDIATION = "mediation"
+from shared.contracts.events import (
+    CallbackRecorded,
+    CaseClosed,
+    CaseDispatched,
+    CaseDuplicateReported,
+    CaseEscalated,
+    CaseReceived,
+    CaseReopened,
+    CaseRouted,
+    ConfirmationDecided,
+    CourtReferral,
+    DispatchAccepted,
+    DispatchProgress,
+    DispatchResolved,
+    DispatchReturned,
+    DispatchTransferred,
+    FeedbackRejected,
+    ManualTriageRequired,
+    MediationToCourt,
+    MediationTransitioned,
+    SubmissionRejected,
+    SupervisionNotice,
+    TriageCorrected,
+    UnitKind,
+)
+from shared.contracts.submissions import SUBMISSION_TYPE
 
 
 SUBMISSIONS = "intake.submissions"  # departmental systems submit cases as CloudEvents
@@ -51,12 +69,15 @@ CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, COURT_REFERRA
 ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DEAD_LETTER]
 
 
-# ---------------------------------------------------------------- who may publish what, where
+# ---------------------------------------------------------------- the topology, as data
+# Who publishes which event types on which topic, and which party consumes and produces what. Every
+# other copy is generated from these tables or tested against them (tests/unit/test_topology.py):
+# the services' subscriptions (shared/runtime.py), the AsyncAPI documents, topic creation, the Kafka
+# ACL script (deploy/kafka-acls.sh) and the topic table of docs/events.md.
 
-FEEDBACK_TYPES = [f"org.onewindow.dispatch.{s}.v1" for s in ("accepted", "progress", "returned", "transferred",
-                                                                  "resolved")]
-DISPATCH_TYPES = ["org.onewindow.case.dispatched.v1", "org.onewindow.supervision.notice.v1"]
-SUBMISSION_TYPE = "org.onewindow.case.submission.v1"
+FEEDBACK_TYPES = [m.EVENT_TYPE for m in (DispatchAccepted, DispatchProgress, DispatchReturned, DispatchTransferred,
+                                         DispatchResolved)]
+DISPATCH_TYPES = [CaseDispatched.EVENT_TYPE, SupervisionNotice.EVENT_TYPE]
 
 
 @dataclass(frozen=True)
@@ -75,37 +96,36 @@ class Publishers:
         return None
 
 
-def _service(name: str) -> tuple[str, ...]:
-    return (f"/onewindow/{name}",)
+def service_source(name: str) -> str:
+    """The CloudEvents source of a OneWindow service's events."""
+    return f"/onewindow/{name}"
 
 
-def _department(kind: UnitKind) -> tuple[str, ...]:
-    # OneWindow's own mediation service answers for the mediation kind; the others are outside systems
-    return _service("mediation") if kind is UnitKind.MEDIATION else (f"/departments/{kind.value}",)
+def department_source(kind: UnitKind | str) -> str:
+    """The CloudEvents source prefix of a department's systems (mediation's is OneWindow's service)."""
+    kind = UnitKind(kind)
+    return service_source("mediation") if kind is UnitKind.MEDIATION else f"/departments/{kind.value}"
 
 
-# The contract of every topic OneWindow consumes: a department's feedback topic carries only feedback
-# types from that department's systems; a service's topics only its own events. Consumers refuse
-# anything else before it changes any state (dead letter with the reason; departments are told on
-# their rejections topic). The AsyncAPI documents are generated from this table, and Kafka ACLs
-# (deploy/) grant each department write access to its own feedback topic only.
+# The contract of every topic: a department's feedback topic carries only feedback types from that
+# department's systems; a service's topics only its own events. Consumers refuse anything else
+# before it changes any state (dead letter with the reason; departments are told on their
+# rejections topic).
 PUBLISHERS: dict[str, Publishers] = {
     SUBMISSIONS: Publishers(("/",), (SUBMISSION_TYPE,)),  # any registered submitting system
-    SUBMISSION_REJECTIONS: Publishers(_service("intake"), ("org.onewindow.submission.rejected.v1",)),
-    CASES_RECEIVED: Publishers(_service("intake"), ("org.onewindow.case.received.v1",
-                                                     "org.onewindow.case.duplicate_reported.v1")),
-    ROUTER_DECISIONS: Publishers(_service("router"), (
-        "org.onewindow.case.routed.v1", "org.onewindow.case.manual_triage_required.v1",
-        "org.onewindow.case.triage_corrected.v1", "org.onewindow.supervision.notice.v1",
-        "org.onewindow.case.escalated.v1", "org.onewindow.case.callback_recorded.v1",
-        "org.onewindow.case.reopened.v1", "org.onewindow.case.closed.v1")),
-    MEDIATION_EVENTS: Publishers(_service("mediation"), ("org.onewindow.mediation.transitioned.v1",)),
-    COURT_REFERRALS: Publishers(("/departments/court",), ("org.onewindow.court.referral.v1",
-                                                          "org.onewindow.court.confirmation_decided.v1")),
-    COURT_MEDIATION: Publishers(_service("mediation"), ("org.onewindow.mediation.to_court.v1",)),
-    **{dispatch_topic(k): Publishers(_service("router"), tuple(DISPATCH_TYPES)) for k in UnitKind},
-    **{feedback_topic(k): Publishers(_department(k), tuple(FEEDBACK_TYPES)) for k in UnitKind},
-    **{rejection_topic(k): Publishers(_service("router"), ("org.onewindow.feedback.rejected.v1",))
+    SUBMISSION_REJECTIONS: Publishers((service_source("intake"),), (SubmissionRejected.EVENT_TYPE,)),
+    CASES_RECEIVED: Publishers((service_source("intake"),), (CaseReceived.EVENT_TYPE,
+                                                             CaseDuplicateReported.EVENT_TYPE)),
+    ROUTER_DECISIONS: Publishers((service_source("router"),), tuple(m.EVENT_TYPE for m in (
+        CaseRouted, ManualTriageRequired, TriageCorrected, SupervisionNotice, CaseEscalated, CallbackRecorded,
+        CaseReopened, CaseClosed))),
+    MEDIATION_EVENTS: Publishers((service_source("mediation"),), (MediationTransitioned.EVENT_TYPE,)),
+    COURT_REFERRALS: Publishers((department_source(UnitKind.COURT),), (CourtReferral.EVENT_TYPE,
+                                                                       ConfirmationDecided.EVENT_TYPE)),
+    COURT_MEDIATION: Publishers((service_source("mediation"),), (MediationToCourt.EVENT_TYPE,)),
+    **{dispatch_topic(k): Publishers((service_source("router"),), tuple(DISPATCH_TYPES)) for k in UnitKind},
+    **{feedback_topic(k): Publishers((department_source(k),), tuple(FEEDBACK_TYPES)) for k in UnitKind},
+    **{rejection_topic(k): Publishers((service_source("router"),), (FeedbackRejected.EVENT_TYPE,))
        for k in UnitKind},
 }
 
@@ -117,6 +137,141 @@ def refusal(topic: str, event_type: str, source: str) -> str | None:
         return f"{topic} has no publishing contract"
     reason = publishers.refusal(event_type, source)
     return f"{topic}: {reason}" if reason else None
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A consumer group: the topics it reads, in batches, into one handler of its service."""
+
+    group: str
+    topics: tuple[str, ...]
+    validate_contracts: bool = True  # decode each event's data with its contract model
+    decode_envelopes: bool = True  # False: raw records (dead letters are not CloudEvents)
+    enforce_publishers: bool = True  # refuse what the topic's publishing contract does not allow
+    prefixed: bool = False  # a department may name its groups freely under this prefix
+
+
+@dataclass(frozen=True)
+class Party:
+    """A OneWindow service or a department's systems: its consumer groups and the topics it writes."""
+
+    name: str
+    consumers: tuple[Consumer, ...]
+    produces: tuple[str, ...]
+    source: str
+
+    @property
+    def consumes(self) -> list[str]:
+        """Every topic the party reads, in order, once."""
+        return list(dict.fromkeys(t for c in self.consumers for t in c.topics))
+
+    def consumer(self, group: str) -> Consumer:
+        """One of the party's consumer groups by its id."""
+        return next(c for c in self.consumers if c.group == group)
+
+
+SERVICES: dict[str, Party] = {p.name: p for p in (
+    Party("intake", (
+        # any submitting system may publish here; intake itself refuses other types and answers the
+        # submitter on intake.rejections (which it can read; the dead letters it cannot)
+        Consumer("intake", (SUBMISSIONS,), validate_contracts=False, enforce_publishers=False),
+        # the status a citizen or a submitter sees follows the router's decisions and the feedback
+        Consumer("intake-status", (ROUTER_DECISIONS, *FEEDBACK_TOPICS), validate_contracts=False),
+    ), (CASES_RECEIVED, SUBMISSION_REJECTIONS, DEAD_LETTER), service_source("intake")),
+    Party("router", (
+        Consumer("router", (CASES_RECEIVED, *FEEDBACK_TOPICS)),
+    ), (ROUTER_DECISIONS, *DISPATCH_TOPICS, *REJECTION_TOPICS, DEAD_LETTER), service_source("router")),
+    Party("mediation", (
+        Consumer("mediation", (dispatch_topic(UnitKind.MEDIATION), COURT_REFERRALS)),
+    ), (feedback_topic(UnitKind.MEDIATION), MEDIATION_EVENTS, COURT_MEDIATION, DEAD_LETTER),
+        service_source("mediation")),
+    Party("audit", (
+        # the trace keeps everything that was sent, refused or not (全程留痕), even of unknown types
+        Consumer("audit", tuple(CASE_TOPICS), validate_contracts=False, enforce_publishers=False),
+        Consumer("audit-deadletters", (DEAD_LETTER,), decode_envelopes=False),
+    ), (), service_source("audit")),
+)}
+
+# Departments' systems outside OneWindow (mediation is OneWindow's own service). Each may read its
+# dispatches and the rejections of its feedback and write its feedback; the court also refers
+# disputes and answers 司法确认 requests.
+DEPARTMENTS: dict[str, Party] = {
+    k.value: Party(
+        k.value,
+        (Consumer(f"{k.value}-", (dispatch_topic(k), rejection_topic(k),
+                                  *((COURT_MEDIATION,) if k is UnitKind.COURT else ())), prefixed=True),),
+        (feedback_topic(k), *((COURT_REFERRALS,) if k is UnitKind.COURT else ())),
+        department_source(k))
+    for k in UnitKind if k is not UnitKind.MEDIATION
+}
+
+
+def acl_script() -> str:
+    """The Kafka ACL script of the secure deployment (deploy/kafka-acls.sh), generated from the
+    topology: each principal may read and write only its own topics and use only its own groups."""
+    lines = [
+        "#!/usr/bin/env bash",
+        "# GENERATED from shared/topics.py by `onewindow contracts acls` -- do not edit by hand.",
+        "# SCRAM users and ACLs: each principal may touch only its own topics. Run once by the `kafka-acls`",
+        "# job of deploy/compose.secure.yml; passwords are read from deploy/secrets/<principal>.",
+        "set -euo pipefail",
+        "K=/opt/kafka/bin",
+        'ADMIN=(--bootstrap-server "$BOOTSTRAP" --command-config /deploy/secrets/admin.properties)',
+        "",
+        "user() {  # user NAME: create or update the SCRAM credential from its secret file",
+        '  "$K/kafka-configs.sh" "${ADMIN[@]}" --alter --entity-type users --entity-name "$1" \\',
+        '    --add-config "SCRAM-SHA-512=[password=$(cat "/deploy/secrets/$1")]"',
+        "}",
+        "allow() {  # allow PRINCIPAL OPERATION TOPIC",
+        '  "$K/kafka-acls.sh" "${ADMIN[@]}" --add --allow-principal "User:$1" --operation "$2" --topic "$3"',
+        "}",
+        "group() {  # group PRINCIPAL GROUP [prefixed]: may use its consumer group (or groups by prefix)",
+        '  "$K/kafka-acls.sh" "${ADMIN[@]}" --add --allow-principal "User:$1" --operation Read --group "$2" \\',
+        '    --resource-pattern-type "${3:-literal}"',
+        "}",
+    ]
+
+    def grants(principal: str, parties: list[Party], groups: list[Consumer] | None = None) -> None:
+        lines.extend(["", f"user {principal}"])
+        for c in groups if groups is not None else [c for p in parties for c in p.consumers]:
+            lines.append(f"group {principal} {c.group}" + (" prefixed" if c.prefixed else ""))
+        for t in dict.fromkeys(t for p in parties for t in p.consumes):
+            lines.append(f"allow {principal} Read {t}")
+        for t in dict.fromkeys(t for p in parties for t in p.produces):
+            lines.append(f"allow {principal} Write {t}")
+
+    for dept in DEPARTMENTS.values():
+        grants(dept.name, [dept])
+    for service in SERVICES.values():
+        grants(service.name, [service])
+    # the department simulator plays every outside department under one principal and one group
+    grants("simulator", list(DEPARTMENTS.values()), [Consumer("department-simulator", ())])
+    lines += ["", 'echo "ACLs in place"', ""]
+    return "\n".join(lines)
+
+
+def events_table() -> str:
+    """The topic table of docs/events.md (generated; tested against the document)."""
+    rows = ["| topic | published by (CloudEvents source) | event types | consumed by |", "|---|---|---|---|"]
+    parties = [*SERVICES.values(), *DEPARTMENTS.values()]
+    for t in ALL_TOPICS:
+        pub = PUBLISHERS.get(t)
+        sources = ", ".join(f"`{s}`" for s in pub.sources) if pub else "every consumer (dead letters)"
+        types = ", ".join(f"`{x.removeprefix('org.onewindow.')}`" for x in pub.types) if pub else \
+            "the poison record as it came, plus `dlq_*` headers"
+        readers = ", ".join(p.name for p in parties if t in p.consumes) or "-"
+        rows.append(f"| `{t}` | {sources} | {types} | {readers} |")
+    return "\n".join(rows)
+
+
+TABLE_START, TABLE_END = "<!-- topology: generated by `onewindow contracts topology` -->", "<!-- /topology -->"
+
+
+def with_events_table(document: str) -> str:
+    """docs/events.md with its generated topic table replaced by the topology's current one."""
+    head, rest = document.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    return f"{head}{TABLE_START}\n{events_table()}\n{TABLE_END}{tail}"
 
 
 DAY_MS = 24 * 3600 * 1000

@@ -8,9 +8,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.audit import storage, verification
-from services.audit.handlers import TRACED_TOPICS, build_router, record_dead_letters, record_events
-from shared import topics
-from shared.runtime import ServiceRuntime, Subscription, service_app
+from services.audit.handlers import build_router, record_dead_letters, record_events
+from shared.runtime import ServiceRuntime, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,12 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "audit",
         settings,
         MIGRATIONS,
-        subscriptions=lambda _rt: [
-            # Any well-formed CloudEvent is kept, even of a type this version does not know.
-            # the trace keeps everything that was sent, refused or not (全程留痕)
-            Subscription("audit", TRACED_TOPICS, record_events, validate_contracts=False, enforce_publishers=False),
-            Subscription("audit-deadletters", [topics.DEAD_LETTER], record_dead_letters, decode_envelopes=False),
-        ],
+        handlers={"audit": record_events, "audit-deadletters": record_dead_letters},
         periodic=[("audit-checkpoints", settings.audit_checkpoint_seconds, checkpoint)],
         prepare=backfill,
     )

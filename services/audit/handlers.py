@@ -22,7 +22,6 @@ from shared.messaging.outbox import Outgoing
 from shared.settings import Settings, TokenGrant
 from shared.telemetry import trace_id_of
 
-TRACED_TOPICS = topics.CASE_TOPICS
 CONSOLE = Path(__file__).parent / "console" / "index.html"
 
 

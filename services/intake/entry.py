@@ -8,12 +8,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.intake import domain
-from services.intake.handlers import MAX_BODY, STATUS_TOPICS, build_router, project_status, submissions_handler
+from services.intake.handlers import MAX_BODY, build_router, project_status, submissions_handler
 from services.intake.storage import GroupWriter
-from shared import topics
 from shared.divisions import load_divisions
 from shared.http import BodyLimit
-from shared.runtime import ServiceRuntime, Subscription, service_app
+from shared.runtime import ServiceRuntime, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,13 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         MIGRATIONS,
         # Intake accepts HTTP submissions while Kafka is down: its consumers wait for the broker.
-        subscriptions=lambda _rt: [
-            # any submitting system may publish here; the handler itself refuses other types and
-            # answers the submitter on intake.rejections (which it can read; the dead letters it cannot)
-            Subscription("intake", [topics.SUBMISSIONS], submissions_handler(divisions, policy),
-                         validate_contracts=False, enforce_publishers=False),
-            Subscription("intake-status", STATUS_TOPICS, project_status, validate_contracts=False),
-        ],
+        handlers={"intake": submissions_handler(divisions, policy), "intake-status": project_status},
         after_start=after_start,
         before_stop=before_stop,
         consumers_optional=True,

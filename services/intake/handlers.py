@@ -26,7 +26,7 @@ from shared.settings import Settings, TokenGrant
 from shared.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
-SUBMISSION_TYPE = "org.onewindow.case.submission.v1"
+from shared.contracts.submissions import SUBMISSION_TYPE  # noqa: E402
 IDEMPOTENCY_KEY = Header(default=None, alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$")
 MAX_BODY = 256 * 1024
 
@@ -170,4 +170,3 @@ async def project_status(conn: asyncpg.Connection, items: list[Inbound]) -> list
     return []
 
 
-STATUS_TOPICS = [topics.ROUTER_DECISIONS, *topics.FEEDBACK_TOPICS]

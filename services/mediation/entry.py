@@ -8,9 +8,9 @@ from fastapi import FastAPI
 
 from services.mediation import domain
 from services.mediation.api import build_api
-from services.mediation.handlers import CONSUMED_TOPICS, Mediation, expire_overdue, handle_batch_with
+from services.mediation.handlers import Mediation, expire_overdue, handle_batch_with
 from shared.cloudevents import utcnow
-from shared.runtime import ServiceRuntime, Subscription, service_app
+from shared.runtime import ServiceRuntime, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "mediation",
         settings,
         MIGRATIONS,
-        subscriptions=lambda _rt: [Subscription("mediation", CONSUMED_TOPICS, handle_batch_with(mediation))],
+        handlers={"mediation": handle_batch_with(mediation)},
         periodic=[("mediation-time-limits", settings.supervision_interval_seconds,
                    lambda rt: expire_overdue(rt.pool, utcnow()))],
     )

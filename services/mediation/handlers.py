@@ -34,7 +34,6 @@ from shared.messaging.outbox import Outgoing, add_to_outbox
 log = logging.getLogger(__name__)
 SOURCE = domain.SOURCE
 FEEDBACK = topics.feedback_topic(topics.UnitKind.MEDIATION)
-CONSUMED_TOPICS = [topics.dispatch_topic(topics.UnitKind.MEDIATION), topics.COURT_REFERRALS]
 
 
 class ActionRefused(ValueError):

@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from services.router import domain, triage
 from services.router.api import build_api
 from services.router.handlers import (
-    CONSUMED_TOPICS,
     Router,
     build_batch_handler,
     explain_refused_feedback,
@@ -18,7 +17,7 @@ from services.router.handlers import (
 )
 from shared.cloudevents import utcnow
 from shared.divisions import load_divisions
-from shared.runtime import ServiceRuntime, Subscription, service_app
+from shared.runtime import ServiceRuntime, service_app
 from shared.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,8 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "router",
         settings,
         MIGRATIONS,
-        subscriptions=lambda _rt: [Subscription("router", CONSUMED_TOPICS, build_batch_handler(router),
-                                                explain=explain_refused_feedback)],
+        handlers={"router": build_batch_handler(router)},
+        explain={"router": explain_refused_feedback},
         # 督办: clocks turn yellow/red and escalate on this tick
         periodic=[("supervision", settings.supervision_interval_seconds,
                    lambda rt: supervise_once(rt.pool, router, utcnow()))],

@@ -348,7 +348,6 @@ EVENT_HANDLERS: dict[str, Callable[[Router, Inbound, Effects], None]] = {
     DispatchTransferred.EVENT_TYPE: Router.on_dispatch_transferred,
 }
 
-CONSUMED_TOPICS = [topics.CASES_RECEIVED, *topics.FEEDBACK_TOPICS]
 
 
 def build_batch_handler(router: Router) -> BatchHandler:

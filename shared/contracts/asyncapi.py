@@ -11,8 +11,7 @@ from typing import Any
 
 from shared import topics
 from shared.contracts.events import EVENT_MODELS
-from shared.contracts.schemas import SUBMISSION_TYPE
-from shared.contracts.submissions import CaseSubmission
+from shared.contracts.submissions import SUBMISSION_TYPE, CaseSubmission
 
 VERSION = "1.0.0"
 UnitKind = topics.UnitKind
@@ -20,17 +19,15 @@ FEEDBACK_TYPES = topics.FEEDBACK_TYPES
 DISPATCH_TYPES = topics.DISPATCH_TYPES
 # generated from the publishing contract of every topic (shared/topics.py)
 TOPIC_MESSAGES: dict[str, list[str]] = {t: list(p.types) for t, p in topics.PUBLISHERS.items()}
+# what each service and each department receives and sends: the topology (shared/topics.py)
 SERVICES: dict[str, dict[str, list[str]]] = {
-    "intake": {"receive": [topics.SUBMISSIONS, topics.ROUTER_DECISIONS, *topics.FEEDBACK_TOPICS],
-               "send": [topics.CASES_RECEIVED, topics.SUBMISSION_REJECTIONS]},
-    "router": {"receive": [topics.CASES_RECEIVED, *topics.FEEDBACK_TOPICS],
-               "send": [topics.ROUTER_DECISIONS, *topics.DISPATCH_TOPICS, *topics.REJECTION_TOPICS]},
-    "mediation": {"receive": [topics.dispatch_topic(UnitKind.MEDIATION), topics.COURT_REFERRALS],
-                  "send": [topics.feedback_topic(UnitKind.MEDIATION), topics.MEDIATION_EVENTS,
-                           topics.COURT_MEDIATION]},
-    "audit": {"receive": [t for t in TOPIC_MESSAGES if t not in (topics.SUBMISSIONS, topics.SUBMISSION_REJECTIONS)],
-              "send": []},
-}
+    name: {"receive": party.consumes, "send": list(party.produces)} for name, party in topics.SERVICES.items()}
+DEPARTMENTS: dict[str, dict[str, list[str]]] = {
+    name: {"receive": party.consumes, "send": list(party.produces)} for name, party in topics.DEPARTMENTS.items()}
+# mediation is OneWindow's own department: its contract as a department is what the service does
+DEPARTMENTS[UnitKind.MEDIATION.value] = {
+    "receive": [topics.dispatch_topic(UnitKind.MEDIATION), topics.rejection_topic(UnitKind.MEDIATION)],
+    "send": [topics.feedback_topic(UnitKind.MEDIATION)]}
 HEADERS = {
     "type": "object",
     "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type"],
@@ -44,6 +41,15 @@ HEADERS = {
         "content-type": {"type": "string", "const": "application/json"},
         "traceparent": {"type": "string", "description": "W3C trace context"},
     },
+}
+DEAD_LETTER_MESSAGE = {
+    "name": "deadletter",
+    "title": "Dead letter",
+    "summary": "A record a consumer could not process: its original key, value and headers, plus why.",
+    "headers": {"type": "object", "properties": {
+        "dlq_error": {"type": "string"}, "dlq_consumer": {"type": "string"}, "dlq_topic": {"type": "string"},
+        "dlq_partition": {"type": "string"}, "dlq_offset": {"type": "string"}}},
+    "payload": {"description": "the poison record's value, byte for byte as it came"},
 }
 _EXAMPLE_TIME = datetime(2026, 11, 23, 9, 30, tzinfo=UTC).isoformat()
 _EXAMPLE_UUID = "3f2b8c1e-5d4a-4e8f-9b7c-2a1d0e6f4c3b"
@@ -132,6 +138,9 @@ def document(title: str, description: str, receive: list[str], send: list[str]) 
         for topic in topic_list:
             cid = topic.replace(".", "_")
             messages = {}
+            if topic == topics.DEAD_LETTER:
+                components["messages"].setdefault("DeadLetter", DEAD_LETTER_MESSAGE)
+                messages["DeadLetter"] = {"$ref": "#/components/messages/DeadLetter"}
             for event_type in TOPIC_MESSAGES.get(topic, []):
                 mname = _name(event_type)
                 components["messages"].setdefault(mname, _message(event_type, components))
@@ -165,15 +174,13 @@ def service_document(service: str) -> dict:
 def department_document(kind: UnitKind | str) -> dict:
     """A department's contract: receive dispatches and notices on its dispatch topic, send feedback."""
     kind = UnitKind(kind)
-    court = [topics.COURT_MEDIATION] if kind is UnitKind.COURT else []
-    court_send = [topics.COURT_REFERRALS] if kind is UnitKind.COURT else []
+    io = DEPARTMENTS[kind.value]
     return document(
         f"OneWindow for {kind.value} departments",
         f"Receive dispatches (派单) and supervision notices (督办) on {topics.dispatch_topic(kind)}; send "
         f"accept (签收), progress, return (退单), transfer (转办) and resolve (办结) on {topics.feedback_topic(kind)}. "
         f"Refused feedback is explained on {topics.rejection_topic(kind)}. See docs/integration.md.",
-        [topics.dispatch_topic(kind), topics.rejection_topic(kind), *court],
-        [topics.feedback_topic(kind), *court_send],
+        io["receive"], io["send"],
     )
 
 

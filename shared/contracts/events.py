@@ -13,12 +13,20 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.topics import UnitKind
 
 # GB/T 2260 county code (6 digits), extended by town (3) and village/community (3).
 DivisionCode = Annotated[str, Field(pattern=r"^\d{6}(\d{3}(\d{3})?)?$", description="administrative division code")]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=5000)]
+
+
+class UnitKind(StrEnum):
+    """The kinds of unit a case is dispatched to; each has its own dispatch and feedback topic."""
+
+    POLICE = "police"
+    COURT = "court"
+    PETITION = "petition"
+    MEDIATION = "mediation"
 
 
 class Channel(StrEnum):

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.contracts.events import EVENT_MODELS
-from shared.contracts.submissions import CaseSubmission
+from shared.contracts.submissions import SUBMISSION_TYPE, CaseSubmission
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 RELEASED_DIR = SCHEMA_DIR / "released"
-SUBMISSION_TYPE = "org.onewindow.case.submission.v1"
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:

@@ -98,6 +98,9 @@ class Attachment(BaseModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+SUBMISSION_TYPE = "org.onewindow.case.submission.v1"  # the CloudEvents type of a submission on Kafka
+
+
 class CaseSubmission(BaseModel):
     """A request for help, as submitted through any channel."""
 

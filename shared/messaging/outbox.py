@@ -11,13 +11,17 @@ import asyncio
 import base64
 import json
 import logging
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import asyncpg
 
 from shared.cloudevents import CloudEvent
 from shared.messaging.producer import EventProducer, Record
+
+if TYPE_CHECKING:
+    from shared.contracts import Contract
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,24 @@ class Outgoing:
 
     topic: str
     event: CloudEvent
+
+
+@dataclass
+class Emitter:
+    """The events one batch or one act decides, in order: the one way a service builds its events.
+
+    `event_id` is derived by the caller from what caused the event (see `derive_id`), so the same
+    input yields the same ids when it is replayed or retried; `traceparent` continues the cause's trace.
+    """
+
+    source: str
+    out: list[Outgoing] = field(default_factory=list)
+
+    def emit(self, topic: str, data: "Contract", event_id: str, traceparent: str | None,
+             time: datetime | None = None) -> None:
+        """Add an event on `topic` (written to the outbox with the state it belongs to)."""
+        ev = CloudEvent.of(data, source=self.source, event_id=event_id, time=time)
+        self.out.append(Outgoing(topic, ev.with_traceparent(traceparent)))
 
 
 def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> str:

@@ -106,11 +106,12 @@ def test_security_override_gives_every_service_its_own_principal_from_a_file():
 
 def test_each_department_may_touch_only_its_own_topics():
     script = (ROOT / "deploy" / "kafka-acls.sh").read_text()
-    block = script.split("for kind in police court petition; do", 1)[1].split("done", 1)[0]
-    grants = re.findall(r'allow "\$kind" (\w+) "([\w.]+)\$kind"', block)
-    assert sorted(grants) == [("Read", "dispatch."), ("Read", "rejections."), ("Write", "feedback.")]
     for kind in ("police", "court", "petition"):
-        assert topics.dispatch_topic(kind) in topics.ALL_TOPICS and topics.feedback_topic(kind) in topics.ALL_TOPICS
+        grants = sorted(re.findall(rf"^allow {kind} (\w+) ([\w.]+)$", script, re.M))
+        court = [("Read", "court.mediation"), ("Write", "court.referrals")] if kind == "court" else []
+        assert grants == sorted([("Read", f"dispatch.{kind}"), ("Read", f"rejections.{kind}"),
+                                 ("Write", f"feedback.{kind}"), *court])
+        assert re.findall(rf"^group {kind} (.*)$", script, re.M) == [f"{kind}- prefixed"]
 
 
 def test_topics_have_retention_set_in_one_place():
