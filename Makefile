@@ -13,32 +13,37 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $@
 
-# The official AsyncAPI parser (npm) validates our AsyncAPI documents in the tests.
+# System packages only where a target needs them: the official AsyncAPI parser (npm) for the
+# contract tests; kcat (a department's own Kafka client) and chromium (the console) for end-to-end.
 $(ASYNCAPI)/node_modules/.installed: $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
 	command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
-	command -v kcat >/dev/null || (apt-get update -qq && apt-get install -y -qq kcat)
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	cd $(ASYNCAPI) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed
+E2E_TOOLS := $(VENV)/.e2e-tools
+$(E2E_TOOLS): $(BIN)/.installed
+	command -v kcat >/dev/null || (apt-get update -qq && apt-get install -y -qq kcat)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	touch $@
 
-dev: install  ## start broker, PostgreSQL, the four services and the simulator
+install: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed $(E2E_TOOLS)
+
+dev: $(BIN)/.installed  ## start broker, PostgreSQL, the four services and the simulator
 	$(BIN)/onewindow dev
 
-lint: install  ## architecture contracts (a service never imports another)
+lint: $(BIN)/.installed  ## import contracts (a service never imports another)
 	$(BIN)/lint-imports
 
-test: lint  ## unit, integration and end-to-end tests on a real broker and PostgreSQL
+test: install lint  ## unit, integration and end-to-end tests on a real broker and PostgreSQL
 	$(BIN)/python -m pytest -q
 
 unit: $(BIN)/.installed  ## pure logic only: no broker, no database (seconds)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: install  ## handlers and stores on a real PostgreSQL (and broker), contracts
+integration: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed  ## handlers and stores on a real PostgreSQL (and broker), contracts
 	$(BIN)/python -m pytest -q tests/integration tests/contract
 
-e2e: install  ## the services as processes on a real broker and PostgreSQL
+e2e: $(BIN)/.installed $(E2E_TOOLS)  ## the services as processes on a real broker and PostgreSQL
 	$(BIN)/python -m pytest -q tests/e2e
 
 clean:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import shlex
 import signal
 import time
 from enum import StrEnum
@@ -19,6 +20,7 @@ from services.drill.cli import drill as drill_command
 from services.replay.cli import offsets_app, replay_app
 from services.router.cli import router_app
 from shared import devstack
+from shared.settings import DEV_ENV
 
 app = typer.Typer(help="OneWindow: one window intake, back-office dispatch.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
@@ -82,10 +84,10 @@ def topics_create(
     replication: Annotated[int, typer.Option(min=1, max=10, help="replication factor")] = 1,
 ) -> None:
     """Create every OneWindow topic that is missing (retention per topic: shared/topics.py)."""
-    from shared.settings import Settings
+    from shared.settings import tool_settings
     from shared.topics import ALL_TOPICS, ensure_topics, topic_config
 
-    s = Settings()
+    s = tool_settings()
     asyncio.run(ensure_topics(s.kafka_bootstrap_servers, partitions, replication=replication,
                               **s.kafka_client_options()))
     for t in ALL_TOPICS:
@@ -145,9 +147,9 @@ def audit_verify(
     """Recompute the hash chains (and signed checkpoints); exit 1 naming the first broken record."""
     from services.audit import verification
     from shared.db import create_pool
-    from shared.settings import Settings
+    from shared.settings import tool_settings
 
-    s = Settings()
+    s = tool_settings()
     key = s.audit_signing_key.get_secret_value().encode()
 
     async def run() -> dict:
@@ -190,6 +192,13 @@ def dev(
                                                for r, t in tokens.items()})
     ports = {name: port + port_offset for name, port in devstack.SERVICE_PORTS.items()}
     procs = devstack.service_processes(env, state_dir / "logs", ports=ports)
+    # every other `onewindow` command run in the project reads these addresses (explicit variables win)
+    dev_env = Path.cwd() / DEV_ENV
+    dev_env.parent.mkdir(parents=True, exist_ok=True)
+    addresses = {k: env.get(k) or os.environ.get(k, "") for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    dev_env.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in {**env, **addresses}.items() if v),
+                       encoding="utf-8")
+    dev_env.chmod(0o600)  # it holds the dev tokens
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -209,6 +218,8 @@ def dev(
                    " /v1/cases/<case_id>/callback)")
         typer.echo(f"  audit API:    http://127.0.0.1:{ports['audit']}/v1/cases/<case_id>/timeline")
         typer.echo(f"  broker:       {env.get('KAFKA_BOOTSTRAP_SERVERS', os.environ.get('KAFKA_BOOTSTRAP_SERVERS'))}")
+        typer.echo(f"  database:     {env.get('DATABASE_URL', os.environ.get('DATABASE_URL'))}")
+        typer.echo(f"  (written to {dev_env} for the other onewindow commands)")
         for role, token in tokens.items():
             typer.echo(f"  {role} token: {token}")
         typer.echo(f"  logs:         {state_dir / 'logs'}\nCtrl-C stops everything.")
@@ -224,12 +235,42 @@ def dev(
             p.stop()
         if broker:
             broker.stop()
+        dev_env.unlink(missing_ok=True)
         typer.echo("stopped.")
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: a broker or database that cannot be reached is one line and exit 2."""
+    import logging
+
+    # Without a configured handler Python prints these libraries' connection retries and unclosed
+    # clients to stderr; the tools say what failed themselves. Services configure logging (shared/logs.py).
+    for noisy in ("aiokafka", "asyncio"):
+        logging.getLogger(noisy).addHandler(logging.NullHandler())
+    try:
+        app()
+    except Exception as exc:
+        if (reason := unreachable(exc)) is None:
+            raise
+        typer.echo(f"onewindow: {reason}", err=True)
+        raise SystemExit(2) from None
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why a tool could not reach the broker or the database, in one line; None for other errors."""
+    import asyncpg
+    from aiokafka.errors import KafkaConnectionError
+
+    hint = (f"set KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, or start `onewindow dev` here "
+            f"(it writes its addresses to {DEV_ENV})")
+    if isinstance(exc, KafkaConnectionError):
+        return f"cannot reach the Kafka broker ({exc}); {hint}"
+    if isinstance(exc, (OSError, asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InvalidCatalogNameError,
+                        asyncpg.exceptions.InvalidAuthorizationSpecificationError)):
+        return f"cannot reach the database or the broker ({type(exc).__name__}: {exc}); {hint}"
+    if isinstance(exc, asyncpg.exceptions.UndefinedTableError):
+        return f"the database has no OneWindow tables ({exc}): is it the stack's database? {hint}"
+    return None
 
 
 if __name__ == "__main__":

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Where `onewindow dev` writes the broker's and the database's addresses (and its tokens) while it
+# runs, for every other `onewindow` command started in the project (relative to the working directory).
+DEV_ENV = Path(".onewindow") / "dev.env"
 
 
 class TokenGrant(BaseModel):
@@ -68,9 +72,7 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = 300
     duplicate_window_hours: float = 72
     duplicate_threshold: float = 0.6
-    host: str = "127.0.0.1"
     log_level: str = "INFO"
-    reference_dir: str | None = None
 
     def kafka_client_options(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client (producer, consumer, admin)."""
@@ -92,7 +94,7 @@ class Settings(BaseSettings):
         return value
 
 
-@lru_cache
-def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+def tool_settings() -> Settings:
+    """Settings for the `onewindow` tools run in the project: explicit variables first, then the
+    addresses `onewindow dev` wrote for the stack it runs (DEV_ENV), then the defaults."""
+    return Settings(_env_file=DEV_ENV if DEV_ENV.is_file() else None)

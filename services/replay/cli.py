@@ -45,9 +45,9 @@ def parse_time(value: str | None, name: str) -> datetime | None:
 
 
 def settings_and_client():
-    from shared.settings import Settings
+    from shared.settings import tool_settings
 
-    s = Settings()
+    s = tool_settings()
     return s, s.kafka_client_options()
 
 

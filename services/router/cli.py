@@ -79,9 +79,9 @@ def _learn_from_events(corpus: Path, from_file: Path | None) -> None:
     from shared.messaging.log import LogError, LogRecord, Range, read, reader, resolve
 
     async def from_topics():
-        from shared.settings import Settings
+        from shared.settings import tool_settings
 
-        s = Settings()
+        s = tool_settings()
         consumer = reader(s.kafka_bootstrap_servers, **s.kafka_client_options())
         await consumer.start()
         try:

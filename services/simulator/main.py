@@ -26,7 +26,7 @@ from shared.contracts import (
 )
 from shared.logs import setup_logging
 from shared.messaging.producer import EventProducer, Record
-from shared.settings import Settings
+from shared.settings import Settings, tool_settings
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("onewindow.simulator")
@@ -137,7 +137,7 @@ async def run_simulator(
 
 def main(kinds: list[str], accept_delay: float, resolve_delay: float, skip_units: set[str] = frozenset()) -> None:
     """Run the simulator until SIGINT/SIGTERM."""
-    settings = Settings()
+    settings = tool_settings()
     setup_logging("simulator", settings.log_level)
     setup_telemetry("simulator")
 

@@ -61,11 +61,6 @@ class Inbound:
             return f"kafka {self.record.topic}/{self.record.partition}/{self.record.offset}"
         return f"{self.event.source} {self.event.id}"
 
-    def derive(self, topic: str, data: Contract, *, source: str, event_id: str, time=None) -> Outgoing:
-        """An outgoing event caused by this one: it continues this event's trace."""
-        ev = CloudEvent.of(data, source=source, event_id=event_id, time=time)
-        return Outgoing(topic, ev.with_traceparent(self.traceparent))
-
 
 class Reject(Exception):
     """Raised by a handler for an event that can never be applied (e.g. feedback for another unit's

@@ -27,8 +27,9 @@ def test_dev_brings_the_loop_up_and_ctrl_c_stops_everything(new_database, tmp_pa
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "dev", "--state-dir", str(tmp_path / "state"),
          "--broker-port", str(devstack.free_port()), "--port-offset", str(offset)],
-        env=env, stdout=open(out, "wb"), stderr=subprocess.STDOUT,
+        env=env, stdout=open(out, "wb"), stderr=subprocess.STDOUT, cwd=tmp_path,
     )
+    dev_env = tmp_path / ".onewindow" / "dev.env"
     try:
         deadline = time.monotonic() + 120
         while "OneWindow is up." not in out.read_text() and time.monotonic() < deadline:
@@ -53,10 +54,37 @@ def test_dev_brings_the_loop_up_and_ctrl_c_stops_everything(new_database, tmp_pa
             types = [e["type"] for e in t.json().get("events", [])] if t.status_code == 200 else []
             time.sleep(0.3)
         assert types[-1] == "org.onewindow.dispatch.resolved.v1"
+
+        # the tools run in the project find the stack's addresses without being told
+        broker = re.search(r"broker:\s+(\S+)", text).group(1)
+        assert re.search(r"database:\s+postgresql://", text)
+        assert f"KAFKA_BOOTSTRAP_SERVERS={broker}" in dev_env.read_text()
+        tool_env = {k: v for k, v in env.items() if k != "DATABASE_URL"}
+        history = subprocess.run([sys.executable, "-m", "services.cli", "replay", "case", case_id], cwd=tmp_path,
+                                 env=tool_env, capture_output=True, text=True, timeout=120)
+        assert "case.received" in history.stdout and "dispatch.resolved" in history.stdout, history.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
     assert code == 0, out.read_text()
+    assert not dev_env.exists()  # a stopped stack leaves no addresses to follow
     time.sleep(0.5)
     alive = [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"orphans left behind: {alive}"
+
+
+def test_a_tool_that_cannot_reach_the_broker_says_so_in_one_line(tmp_path: Path):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{devstack.free_port()}"}
+    r = subprocess.run([sys.executable, "-m", "services.cli", "offsets", "show", "--group", "router"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("onewindow: cannot reach the Kafka broker"), r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_a_tool_pointed_at_another_database_says_so_in_one_line(new_database, tmp_path: Path):
+    env = {**os.environ, "DATABASE_URL": new_database()}
+    r = subprocess.run([sys.executable, "-m", "services.cli", "audit", "verify"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("onewindow: the database has no OneWindow tables"), r.stderr
+    assert r.stderr.count("\n") == 1
