@@ -39,7 +39,7 @@ from shared.contracts.submissions import SUBMISSION_TYPE
 SUBMISSIONS = "intake.submissions"  # departmental systems submit cases as CloudEvents
 SUBMISSION_REJECTIONS = "intake.rejections"  # intake → submitter: why a Kafka submission was refused
 CASES_RECEIVED = "intake.cases"  # intake: case received, duplicate reported
-ROUTER_DECISIONS = "router.decisions"  # router: routed, manual triage, closed (later: supervision)
+ROUTER_DECISIONS = "router.decisions"  # router: decisions, corrections, supervision notices, escalations, callbacks, closure
 MEDIATION_EVENTS = "mediation.events"  # mediation lifecycle: every transition
 COURT_REFERRALS = "court.referrals"  # court → mediation: referrals (诉前调解), confirmation answers
 COURT_MEDIATION = "court.mediation"  # mediation → court: outcomes, 司法确认 requests, litigation hand-offs

@@ -50,7 +50,7 @@ def test_every_unit_kind_is_dispatched_handled_and_traced(stack):
 
     for kind, case_id in submitted.items():
         if kind == "mediation":
-            # the mediation service signs for it; the mediation lifecycle comes in a later issue
+            # the mediation service signs for it and assigns a mediator; its lifecycle is tests/e2e/test_mediation.py
             events = stack.wait_timeline(case_id, "org.onewindow.mediation.transitioned.v1")
             assert [e["type"] for e in events] == [*EXTERNAL_LOOP[:4], "org.onewindow.mediation.transitioned.v1"]
             assert events[3]["source"] == "/onewindow/mediation" and events[4]["data"]["to_status"] == "assigned"
