@@ -56,10 +56,14 @@ class Inbound:
 
     @property
     def inbox_key(self) -> str:
-        """What identifies the input for de-duplication: the CloudEvent's source + id."""
+        """What identifies the input for de-duplication: the topic, the CloudEvent's source and id.
+
+        The topic is part of it because ids are derivable: an event forged on a department's topic
+        with the source and id of a router event must not make the real one a "repeat" (a consumer
+        that traces everything, like audit, takes both)."""
         if self.event is None:
             return f"kafka {self.record.topic}/{self.record.partition}/{self.record.offset}"
-        return f"{self.event.source} {self.event.id}"
+        return f"{self.record.topic} {self.event.source} {self.event.id}"
 
 
 class Reject(Exception):

@@ -3,6 +3,8 @@ events; anything else is refused before it changes any state (the consumers chec
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import pytest
 
 from shared import topics
@@ -38,3 +40,22 @@ def test_service_topics_take_only_the_services_own_events():
 def test_every_topic_has_a_contract_and_the_asyncapi_documents_follow_it():
     assert set(topics.PUBLISHERS) == set(topics.ALL_TOPICS) - {topics.DEAD_LETTER}
     assert asyncapi.TOPIC_MESSAGES == {t: list(p.types) for t, p in topics.PUBLISHERS.items()}
+
+
+def test_an_id_claimed_on_another_topic_does_not_make_the_real_event_a_repeat():
+    from aiokafka import ConsumerRecord
+
+    from shared.cloudevents import CloudEvent
+    from shared.contracts import CaseEscalated
+    from shared.messaging.consumer import Inbound
+
+    data = CaseEscalated(case_id=uuid4(), dispatch_id=uuid4(), from_unit_id="police-339901001",
+                         to_unit_id="police-339901", to_level="county", reason="resolve deadline passed")
+    ev = CloudEvent.of(data, source="/onewindow/router", event_id="derived-escalation-id")
+
+    def on(topic: str) -> Inbound:
+        return Inbound(ConsumerRecord(topic, 0, 1, 0, 0, None, b"", None, 0, 0, []), ev, data)
+
+    forged, real = on("feedback.police"), on("router.decisions")
+    assert forged.inbox_key != real.inbox_key
+    assert on("router.decisions").inbox_key == real.inbox_key  # a redelivery is still a repeat
