@@ -145,7 +145,7 @@ def audit_verify(
     checkpoint: Annotated[bool, typer.Option(help="sign a checkpoint of the heads first")] = False,
 ) -> None:
     """Recompute the hash chains (and signed checkpoints); exit 1 naming the first broken record."""
-    from services.audit import verification
+    from services.audit import handlers as audit
     from shared.db import create_pool
     from shared.settings import tool_settings
 
@@ -157,8 +157,8 @@ def audit_verify(
         try:
             async with pool.acquire() as conn, conn.transaction():
                 if checkpoint:
-                    await verification.take_checkpoint(conn, key, s.audit_key_id)
-                return await verification.verify(conn, key, case)
+                    await audit.take_checkpoint(conn, key, s.audit_key_id)
+                return await audit.verify(conn, key, case)
         finally:
             await pool.close()
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
-
 from shared.contracts.events import (
     CallbackRecorded,
     CaseClosed,
@@ -294,6 +291,10 @@ def topic_config(topic: str) -> dict[str, str]:
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: list[str] | None = None,
                         replication: int = 1, **client: object) -> None:
     """Create any missing topic (idempotent; a broker that lost its topics gets them back)."""
+    # imported here: the topology is data that pure domain modules read without loading a Kafka client
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **client)
     await admin.start()
     try:

@@ -1,4 +1,5 @@
-"""The hash chain of a case's trace, as plain Python."""
+"""Audit as plain Python: the hash chain of a case's trace and its signed checkpoints, the case
+summary folded from the trace, masking of personal data, and the command centre's figures."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,17 @@ def signature_valid(digest: bytes, signature: str, key: bytes) -> bool:
     return hmac.compare_digest(sign(digest, key), signature)
 
 
+def checkpoint_holds(heads: Iterable[tuple[str, int, bytes]], digest: bytes, signature: str, key: bytes) -> bool:
+    """Whether a stored checkpoint still matches the chains' heads it covered, and its signature is ours."""
+    return checkpoint_digest(heads) == digest and signature_valid(digest, signature, key)
+
+
 # --- the case summary: who holds each case now, in what state, and whether it is late ------------
 
-CLOSING_STATUSES = {"closed"}
+# A case's status as its summary tells it (the API's status filter takes exactly these).
+CaseStatus = Literal["received", "court_referral", "routed", "manual_triage", "dispatched", "accepted",
+                     "in_progress", "resolved", "returned", "transferred", "reopened", "closed"]
+CLOSING_STATUSES: set[CaseStatus] = {"closed"}
 
 
 @dataclass
@@ -110,7 +119,7 @@ class CaseSummary:
     division: str | None = None
     category: str | None = None
     risk_colour: str | None = None
-    status: str = "received"
+    status: CaseStatus = "received"
     holder_unit_id: str | None = None
     holder_since: datetime | None = None
     lead_dispatch_id: str | None = None

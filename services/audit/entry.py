@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.audit import storage, verification
-from services.audit.handlers import build_router, record_dead_letters, record_events
+from services.audit import handlers
+from services.audit.api import build_router
 from shared.runtime import ServiceRuntime, service_app
 from shared.settings import Settings
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 async def backfill(rt: ServiceRuntime) -> None:
     """Case summaries for a trace recorded before they existed (once; before consuming)."""
     async with rt.pool.acquire() as conn:
-        if cases := await storage.backfill_summaries(conn):
+        if cases := await handlers.backfill_summaries(conn):
             log.info("case summaries backfilled", extra={"cases": cases})
 
 
@@ -30,13 +30,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def checkpoint(rt: ServiceRuntime) -> None:
         async with rt.pool.acquire() as conn, conn.transaction():
-            await verification.take_checkpoint(conn, key, settings.audit_key_id)
+            await handlers.take_checkpoint(conn, key, settings.audit_key_id)
 
     runtime = ServiceRuntime(
         "audit",
         settings,
         MIGRATIONS,
-        handlers={"audit": record_events, "audit-deadletters": record_dead_letters},
+        handlers={"audit": handlers.record_events, "audit-deadletters": handlers.record_dead_letters},
         periodic=[("audit-checkpoints", settings.audit_checkpoint_seconds, checkpoint)],
         prepare=backfill,
     )

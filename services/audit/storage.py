@@ -1,15 +1,18 @@
-"""Audit's PostgreSQL queries: batched appends (COPY), timelines, chains."""
+"""Audit's PostgreSQL queries, all of its SQL: batched appends (COPY), timelines, chains, checkpoints,
+case summaries, dead letters and the command centre's metrics."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import astuple, fields
 from typing import Iterable
 
 import asyncpg
 
-from dataclasses import astuple, fields
+from services.audit.domain import CaseSummary, TraceRecord
 
-from services.audit.domain import CaseSummary, TraceRecord, fold
+# Reads that a request (pool) and a transaction (connection) both make.
+Db = asyncpg.Connection | asyncpg.Pool
 
 EVENT_COLUMNS = [
     "case_id", "seq", "event_id", "source", "type", "time", "topic", "partition", "kafka_offset",
@@ -51,7 +54,8 @@ async def append_dead_letters(conn: asyncpg.Connection, rows: list[tuple]) -> No
     )
 
 
-def _record(r: asyncpg.Record) -> TraceRecord:
+def record_of(r: asyncpg.Record) -> TraceRecord:
+    """A stored event row as the domain's trace record."""
     return TraceRecord(
         case_id=r["case_id"], seq=r["seq"], event_id=r["event_id"], source=r["source"], type=r["type"],
         time=r["time"], topic=r["topic"], partition=r["partition"], kafka_offset=r["kafka_offset"],
@@ -63,13 +67,13 @@ async def timeline(pool: asyncpg.Pool, case_id: str) -> list[TraceRecord]:
     """A case's events in the order they happened (event time, then ingestion order)."""
     # served by the (case_id, seq) key; a case has tens of events, sorted by time in PostgreSQL
     rows = await pool.fetch("SELECT * FROM events WHERE case_id = $1 ORDER BY time, seq", case_id)
-    return [_record(r) for r in rows]
+    return [record_of(r) for r in rows]
 
 
-async def chain(pool: asyncpg.Pool, case_id: str) -> list[tuple[TraceRecord, bytes | None, bytes]]:
+async def chain(db: Db, case_id: str) -> list[tuple[TraceRecord, bytes | None, bytes]]:
     """A case's records with stored hashes, in chain (seq) order."""
-    rows = await pool.fetch("SELECT * FROM events WHERE case_id = $1 ORDER BY seq", case_id)
-    return [(_record(r), r["prev_hash"], r["hash"]) for r in rows]
+    rows = await db.fetch("SELECT * FROM events WHERE case_id = $1 ORDER BY seq", case_id)
+    return [(record_of(r), r["prev_hash"], r["hash"]) for r in rows]
 
 
 async def all_heads(conn: asyncpg.Connection, up_to_id: int) -> list[tuple[str, int, bytes]]:
@@ -78,6 +82,21 @@ async def all_heads(conn: asyncpg.Connection, up_to_id: int) -> list[tuple[str, 
         "SELECT DISTINCT ON (case_id) case_id, seq, hash FROM events WHERE id <= $1 ORDER BY case_id, seq DESC",
         up_to_id)
     return [(r["case_id"], r["seq"], r["hash"]) for r in rows]
+
+
+async def last_event_id(db: Db) -> int | None:
+    """The id of the latest recorded event (None while the trace is empty)."""
+    return await db.fetchval("SELECT max(id) FROM events")
+
+
+async def count_events(conn: asyncpg.Connection, up_to_id: int) -> int:
+    """How many events were recorded up to an id."""
+    return await conn.fetchval("SELECT count(*) FROM events WHERE id <= $1", up_to_id)
+
+
+async def last_checkpoint_up_to(conn: asyncpg.Connection) -> int | None:
+    """The event id the latest checkpoint covers up to (None before the first)."""
+    return await conn.fetchval("SELECT max(up_to_id) FROM checkpoints")
 
 
 async def insert_checkpoint(conn: asyncpg.Connection, cases: int, events: int, up_to_id: int, digest: bytes,
@@ -170,9 +189,10 @@ def summary_of(r: asyncpg.Record) -> CaseSummary:
     return CaseSummary(**{c: r[c] for c in SUMMARY_COLUMNS})
 
 
-async def events_in_order(conn: asyncpg.Connection, after_id: int, limit: int) -> list[asyncpg.Record]:
-    """Events by ingestion order (to rebuild projections)."""
-    return await conn.fetch("SELECT id, case_id, type, time, data FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+async def events_in_order(db: Db, after_id: int, limit: int) -> list[asyncpg.Record]:
+    """Events (id, case_id, type, time, data) after an id, in ingestion order: to rebuild projections,
+    and for the live feed."""
+    return await db.fetch("SELECT id, case_id, type, time, data FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                             after_id, limit)
 
 
@@ -245,23 +265,7 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> lis
     )
 
 
-async def backfill_summaries(conn: asyncpg.Connection, batch: int = 5000) -> int:
-    """Fold every stored event, in ingestion order, into empty case summaries (a store written before
-    summaries existed). Does nothing if any summary exists; returns the number of cases written."""
-    async with conn.transaction():
-        await conn.execute("LOCK TABLE case_summaries IN EXCLUSIVE MODE")  # one instance backfills
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM case_summaries)"):
-            return 0
-        summaries: dict[str, CaseSummary] = {}
-        last = 0
-        while rows := await events_in_order(conn, last, batch):
-            for r in rows:
-                s = summaries.get(r["case_id"]) or CaseSummary(case_id=r["case_id"])
-                summaries[r["case_id"]] = fold(s, r["type"], _as_dict(json.loads(r["data"])), r["time"])
-            last = rows[-1]["id"]
-        await save_summaries(conn, summaries.values())
-        return len(summaries)
-
-
-def _as_dict(data: object) -> dict:
-    return data if isinstance(data, dict) else {}
+async def lock_summaries_if_empty(conn: asyncpg.Connection) -> bool:
+    """Take the summaries table for the transaction (one instance backfills) and say whether it is empty."""
+    await conn.execute("LOCK TABLE case_summaries IN EXCLUSIVE MODE")
+    return not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM case_summaries)")

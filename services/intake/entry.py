@@ -8,8 +8,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.intake import domain
-from services.intake.handlers import MAX_BODY, build_router, project_status, submissions_handler
-from services.intake.storage import GroupWriter
+from services.intake.api import MAX_BODY, build_router
+from services.intake.handlers import GroupWriter, project_status, submissions_handler
 from shared.divisions import load_divisions
 from shared.http import BodyLimit
 from shared.runtime import ServiceRuntime, service_app

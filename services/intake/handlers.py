@@ -1,172 +1,150 @@
-"""Intake's handlers: HTTP submissions, Kafka submissions, and the status projection. Thin: they
-translate the wire into domain calls and storage writes."""
+"""Intake's handlers: groups of submissions (HTTP ones gathered by the GroupWriter, Kafka ones in
+batches) and the status projection. Thin: load what the domain needs, let it decide, save."""
 
 from __future__ import annotations
 
-import json
-import logging
-from uuid import UUID
+import asyncio
+from datetime import datetime
+from typing import Callable
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from services.intake import domain, storage
 from shared import topics
-from shared.cloudevents import CloudEvent, derive_id, utcnow
+from shared.cloudevents import derive_id, utcnow
 from shared.contracts import SubmissionRejected
-from shared.contracts.submissions import CaseSubmission
+from shared.contracts.submissions import SUBMISSION_TYPE
 from shared.divisions import DivisionDirectory
-from shared.http import Problem, may_act_in, require_roles
-from shared.messaging.consumer import Inbound, dead_letter_record
-from shared.messaging.outbox import Outgoing, add_records_to_outbox
-from shared.settings import Settings, TokenGrant
-from shared.telemetry import current_traceparent
-
-log = logging.getLogger(__name__)
-from shared.contracts.submissions import SUBMISSION_TYPE  # noqa: E402
-IDEMPOTENCY_KEY = Header(default=None, alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$")
-MAX_BODY = 256 * 1024
+from shared.messaging.consumer import BatchHandler, Inbound, dead_letter_record
+from shared.messaging.outbox import Emitter, Outgoing, add_records_to_outbox
+from shared.messaging.producer import Record
 
 
-def _mask_name(name: str | None) -> str | None:
-    return None if not name else name[0] + "*" * (len(name) - 1)
+async def accept_submissions(conn: asyncpg.Connection, group: list[domain.Pending], now: datetime,
+                             policy: domain.DuplicatePolicy) -> list[domain.Outcome]:
+    """Write a group of submissions in the caller's transaction; one outcome per submission.
+
+    Retries get the earlier outcome; repeats of an open case are linked to it and announced as
+    `case.duplicate_reported`; the rest become cases (`case.received`), numbered in one go.
+    """
+    earlier = await storage.earlier_submissions(conn, [p.idempotency_key for p in group if p.idempotency_key])
+    divisions = sorted({p.submission.location.division_code for p in group})
+    await storage.lock_divisions(conn, divisions)
+    candidates = await storage.open_cases(conn, divisions, now - policy.window, policy.candidates)
+    last_numbers = await storage.lock_case_numbers(conn, domain.numbering_prefixes(group, earlier, now))
+    plan = domain.plan_group(group, earlier, candidates, last_numbers, now, policy)
+    events = Emitter(domain.SOURCE)
+    for a in plan.announcements:
+        events.emit(topics.CASES_RECEIVED, a.fact, a.event_id, a.traceparent, time=now)
+    await storage.write_plan(conn, plan, events.out)
+    return plan.outcomes
 
 
-def _mask_phone(phone: str | None) -> str | None:
-    return None if not phone else phone[:3] + "****" + phone[-4:]
+class GroupWriter:
+    """Group commit for HTTP submissions: requests queue up; one task writes them in one transaction.
 
+    Under load many requests share a transaction (and its fsync); alone, a request waits for nothing.
+    """
 
-def _mask_id(number: str | None) -> str | None:
-    return None if not number else number[:6] + "*" * 8 + number[-4:]
+    def __init__(self, pool: asyncpg.Pool, policy: domain.DuplicatePolicy, on_commit: Callable[[], None],
+                 max_group: int = 256):
+        self._pool = pool
+        self._policy = policy
+        self._on_commit = on_commit
+        self._max = max_group
+        self._queue: asyncio.Queue[tuple[domain.Pending, asyncio.Future[domain.Outcome]]] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
 
+    def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="intake-group-writer")
 
-def validate_submission(data: object, divisions: DivisionDirectory) -> CaseSubmission:
-    """The submission contract, division codes checked against the directory."""
-    return CaseSubmission.model_validate(data, context={"divisions": divisions})
+    async def stop(self) -> None:
+        """Write what is queued, then stop."""
+        if self._task:
+            await self._queue.join()
+            self._task.cancel()
 
+    async def submit(self, pending: domain.Pending) -> domain.Outcome:
+        """Queue a submission and wait until it is durable."""
+        fut: asyncio.Future[domain.Outcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put((pending, fut))
+        return await fut
 
-def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
-    """Intake's HTTP routes."""
-    router = APIRouter(prefix="/v1")
-    submitters = require_roles(settings, *domain.SUBMITTER_ROLES)
-    readers = require_roles(settings, *domain.SUBMITTER_ROLES, "auditor")
-    body_schema = CaseSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
-    router.extra_schemas = body_schema.pop("$defs", {})  # merged into the OpenAPI components by entry
-    @router.post(
-        "/cases",
-        status_code=202,
-        summary="Submit a case at the one window",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
-        responses={202: {"description": "accepted: the case (or the case this report repeats)"}},
-    )
-    async def submit_case(
-        request: Request,
-        grant: TokenGrant = Depends(submitters),
-        idempotency_key: str | None = IDEMPOTENCY_KEY,
-    ) -> JSONResponse:
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < self._max and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            try:
+                await self._write(group)
+            finally:
+                for _ in group:
+                    self._queue.task_done()
+
+    async def _write(self, group: list[tuple[domain.Pending, asyncio.Future[domain.Outcome]]]) -> None:
         try:
-            data = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise Problem(400, "Malformed JSON", "the body is not a JSON document") from None
-        try:
-            submission = validate_submission(data, divisions)
-        except ValidationError as exc:
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-        if not domain.may_submit(grant.role, submission.channel):
-            raise Problem(403, "Channel not allowed", f"role {grant.role!r} may not submit via {submission.channel}")
-        if not may_act_in(grant, submission.location.division_code):
-            raise Problem(403, "Outside jurisdiction", "this token may not submit cases for that division")
-        outcome = await request.app.state.writer.submit(
-            storage.Pending(submission, idempotency_key, grant.subject, current_traceparent())
-        )
-        if outcome.conflict:
-            raise Problem(422, "Idempotency key reused", "this Idempotency-Key was used for a different submission",
-                          type_="https://onewindow.example/problems/idempotency-key-reused")
-        log.info("submission accepted", extra={"case_id": str(outcome.case_id), "duplicate": outcome.duplicate,
-                                               "replayed": outcome.replayed})
-        return JSONResponse(
-            {"case_id": str(outcome.case_id), "case_number": outcome.case_number,
-             "submission_id": str(outcome.submission_id), "duplicate": outcome.duplicate},
-            status_code=202,
-            headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
-        )
-
-    @router.get("/cases/{case_id}", summary="A submission and the current status of its case")
-    async def get_case(case_id: UUID, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
-        row = await storage.get_case(request.app.state.runtime.pool, case_id)
-        visible = row is not None and may_act_in(grant, row["division_code"]) and (
-            grant.role in domain.STAFF_ROLES or row["submitted_by"] == grant.subject
-        )
-        if not visible:
-            raise Problem(404, "Case not found")
-        sub = json.loads(row["submission"]) if row["submission"] else {}
-        people = [sub.get("reporter")] + sub.get("parties", []) if sub else []
-        for person in filter(None, people):
-            person.update(name=_mask_name(person.get("name")), phone=_mask_phone(person.get("phone")),
-                          id_number=_mask_id(person.get("id_number")))
-        return {
-            "case_id": str(row["original_case_id"] or row["case_id"]),
-            "submission_id": str(row["case_id"]),
-            "case_number": row["case_number"],
-            "status": row["case_status"],
-            "duplicate": row["duplicate_of"] is not None,
-            "received_at": row["received_at"].isoformat(),
-            "submission": sub,
-        }
-
-    return router
+            async with self._pool.acquire() as conn, conn.transaction():
+                outcomes = await accept_submissions(conn, [p for p, _ in group], utcnow(), self._policy)
+        except Exception as exc:
+            if len(group) > 1 and not isinstance(exc, OSError):
+                # one bad apple (e.g. a key raced by another replica): write each alone
+                for item in group:
+                    await self._write([item])
+                return
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self._on_commit()
+        for (_, fut), outcome in zip(group, outcomes):
+            if not fut.done():
+                fut.set_result(outcome)
 
 
-def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePolicy):
+def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePolicy) -> BatchHandler:
     """Kafka submissions: valid ones become cases like HTTP ones; invalid ones are answered with a
     rejection to the submitter and dead-lettered — both through the outbox, atomically."""
 
     async def handle(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
-        pending, out, dead = [], [], []
+        pending: list[domain.Pending] = []
+        rejections = Emitter(domain.SOURCE)
+        dead: list[Record] = []
+
+        def refuse(item: Inbound, errors: list[dict[str, str]], reason: str) -> None:
+            ev = item.event
+            rejections.emit(topics.SUBMISSION_REJECTIONS,
+                            SubmissionRejected(submission_id=ev.id, submitter=ev.source, errors=errors),
+                            derive_id(domain.SOURCE, ev.source, ev.id, "rejected"), item.traceparent)
+            dead.append(dead_letter_record(item.record, reason, "intake"))
+
         for item in items:
             ev = item.event
+            if ev.type != SUBMISSION_TYPE:
+                reason = f"intake.submissions takes {SUBMISSION_TYPE} events, not {ev.type}"
+                refuse(item, [{"field": "ce_type", "detail": reason}], reason)
+                continue
             try:
-                if ev.type != SUBMISSION_TYPE:
-                    raise ValueError(f"intake.submissions takes {SUBMISSION_TYPE} events, not {ev.type}")
-                submission = validate_submission(ev.data, divisions)
+                submission = domain.validate_submission(ev.data, divisions)
             except ValidationError as exc:
                 errors = [{"field": ".".join(map(str, e["loc"])), "detail": e["msg"]} for e in exc.errors()]
-                out.append(_rejection(item, errors))
-                dead.append(dead_letter_record(item.record, f"invalid submission: {errors}"[:2000], "intake"))
+                refuse(item, errors, f"invalid submission: {errors}"[:2000])
                 continue
-            except ValueError as exc:
-                out.append(_rejection(item, [{"field": "ce_type", "detail": str(exc)}]))
-                dead.append(dead_letter_record(item.record, str(exc), "intake"))
-                continue
-            pending.append(storage.Pending(submission, f"kafka:{ev.source}:{ev.id}", ev.source, item.traceparent,
-                                           submission_ref=ev.id))
+            pending.append(domain.Pending(submission, f"kafka:{ev.source}:{ev.id}", ev.source, item.traceparent,
+                                          submission_ref=ev.id))
         if pending:
-            await storage.write_submissions(conn, pending, utcnow(), policy)
+            await accept_submissions(conn, pending, utcnow(), policy)
         await add_records_to_outbox(conn, dead)
-        return out
+        return rejections.out
 
     return handle
 
 
-def _rejection(item: Inbound, errors: list[dict[str, str]]) -> Outgoing:
-    data = SubmissionRejected(submission_id=item.event.id, submitter=item.event.source, errors=errors)
-    ev = CloudEvent.of(data, source=domain.SOURCE, event_id=derive_id(domain.SOURCE, item.event.source,
-                                                                      item.event.id, "rejected"))
-    return Outgoing(topics.SUBMISSION_REJECTIONS, ev.with_traceparent(item.traceparent))
-
-
 async def project_status(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
-    """Follow the router's decisions and the units' feedback to tell submitters where their case is."""
-    changes: dict[str, domain.CaseStatus] = {}
-    for item in items:
-        status = domain.STATUS_OF_EVENT.get(item.event.type)
-        if status:
-            current = changes.get(item.event.subject, domain.CaseStatus.RECEIVED)
-            changes[item.event.subject] = domain.advance(current, status)
-    await storage.advance_statuses(conn, changes)
+    """Follow the router's decisions and the units' feedback to tell submitters where their case is
+    (domain.STATUS_OF_EVENT: which event types move the status, and where to)."""
+    moves = domain.status_moves((i.event.type, i.event.subject) for i in items)
+    current = await storage.lock_statuses(conn, list(moves))
+    await storage.save_statuses(conn, domain.moved_statuses(current, moves))
     return []
-
-

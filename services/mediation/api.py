@@ -26,6 +26,7 @@ class Action(BaseModel):
 
 
 def _view(m: domain.Mediation) -> dict:
+    """A mediation as the API shows it."""
     return {"mediation_id": m.mediation_id, "case_id": m.case_id, "origin": m.origin, "status": m.status.value,
             "committee_id": m.committee_id, "mediator_id": m.mediator_id, "sessions": m.sessions,
             "deadline": m.deadline.isoformat(), "extended": m.extended, "agreement": m.agreement,
@@ -40,8 +41,8 @@ def build_api(settings: Settings, directory: domain.Directory) -> APIRouter:
 
     @api.get("/mediations", summary="My mediations (open first)")
     async def mine(request: Request, grant: TokenGrant = Depends(mediators)) -> dict:
-        rows = await storage.of_mediator(request.app.state.runtime.pool, grant.subject)
-        return {"mediator_id": grant.subject, "mediations": [_view(storage._mediation(r)) for r in rows]}
+        mediations = await storage.of_mediator(request.app.state.runtime.pool, grant.subject)
+        return {"mediator_id": grant.subject, "mediations": [_view(m) for m in mediations]}
 
     @api.post("/mediations/{mediation_id}/actions", summary="Schedule, hold a session, record an outcome, …")
     async def act(mediation_id: str, body: Action, request: Request, grant: TokenGrant = Depends(mediators)) -> dict:
@@ -51,40 +52,16 @@ def build_api(settings: Settings, directory: domain.Directory) -> APIRouter:
             raise Problem(422, "Next step required", "after a failure the party chooses litigation or router")
         agreement = {"text": body.agreement_text, "amount": body.amount} if body.action == "agree" else None
         runtime = request.app.state.runtime
-        try:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                m = await handlers.act(conn, mediation_id, grant.subject, body.action, utcnow(), note=body.note,
-                                       agreement=agreement, next_step=body.next_step)
-        except handlers.ActionRefused as exc:
-            raise Problem(exc.status, exc.title, exc.detail) from None
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            m = await handlers.act(conn, mediation_id, grant.subject, body.action, utcnow(), note=body.note,
+                                   agreement=agreement, next_step=body.next_step)
         runtime.relay.wake()
         return _view(m)
 
     @api.get("/figures", summary="调解成功率, days to outcome and open load", dependencies=[Depends(operators)])
     async def figures(request: Request) -> dict:
         pool = request.app.state.runtime.pool
-        rows = await storage.figures(pool)
-        by_level: dict[str, list[int]] = {}
-        by_specialty: dict[str, list[int]] = {}
-        committees = []
-        for r in rows:
-            c = directory.committee_of(r["committee_id"])
-            level = c.level if c else "unknown"
-            spec = (c.specialties[0] if c and c.specialties else "general")
-            for bucket, key in ((by_level, level), (by_specialty, spec)):
-                agg = bucket.setdefault(key, [0, 0])
-                agg[0] += r["agreed"]
-                agg[1] += r["finished"]
-            committees.append({"committee_id": r["committee_id"], "finished": r["finished"], "agreed": r["agreed"],
-                               "success_rate": round(r["agreed"] / r["finished"], 3) if r["finished"] else None,
-                               "average_days": round(float(r["days"]), 2) if r["days"] is not None else None,
-                               "open": r["open"]})
-        loads = await pool.fetch("SELECT mediator_id, count(*) AS open FROM mediations"
-                                 " WHERE finished_at IS NULL GROUP BY mediator_id ORDER BY mediator_id")
-        rate = lambda a: round(a[0] / a[1], 3) if a[1] else None  # noqa: E731
-        return {"by_committee": committees,
-                "by_level": {k: rate(v) for k, v in by_level.items()},
-                "by_specialty": {k: rate(v) for k, v in by_specialty.items()},
-                "open_by_mediator": {r["mediator_id"]: r["open"] for r in loads}}
+        rows = [dict(r) for r in await storage.figures(pool)]
+        return domain.committee_figures(rows, await storage.open_loads(pool), directory)
 
     return api

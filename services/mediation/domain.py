@@ -82,6 +82,44 @@ def choose_mediator(directory: Directory, committee_id: str, specialty: str | No
     return free[0]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Who takes a mediation: a committee, one of its mediators, and the specialty it was matched on."""
+
+    committee: Committee
+    mediator: Mediator
+    specialty: str | None
+
+
+def place_dispatch(directory: Directory, unit_id: str, loads: dict[str, int]) -> Placement | str:
+    """三调联动: the dispatched committee's mediator with spare capacity, or why the case goes back.
+
+    The committee's first specialty (if any) is what its mediators are matched on.
+    """
+    committee = directory.committee_of(unit_id)
+    if committee is None:
+        return f"{unit_id} is not a mediation committee of this system"
+    specialty = committee.specialties[0] if committee.specialties else None
+    mediator = choose_mediator(directory, committee.id, specialty, loads)
+    if mediator is None:
+        return f"no mediator of {committee.name} has spare capacity"
+    return Placement(committee, mediator, specialty)
+
+
+def place_referral(directory: Directory, division_code: str, specialty: str | None,
+                   loads: dict[str, int]) -> Placement | None:
+    """诉前调解: a county committee serving the court's division, specialists first, then by id, whose
+    mediator has spare capacity; None when none has (the court is told the referral was not taken)."""
+    candidates = [c for c in directory.committee
+                  if c.level == "county" and any(division_code.startswith(s) for s in c.serves)
+                  and (not c.specialties or specialty in c.specialties)]
+    candidates.sort(key=lambda c: (not (specialty and specialty in c.specialties), c.id))
+    for committee in candidates:
+        if mediator := choose_mediator(directory, committee.id, specialty, loads):
+            return Placement(committee, mediator, specialty)
+    return None
+
+
 class Status(StrEnum):
     """Mediation states."""
 
@@ -106,6 +144,12 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 OPEN = frozenset({Status.ASSIGNED, Status.SCHEDULED, Status.HELD})
 OUTCOMES = frozenset({Status.AGREED, Status.FAILED, Status.WITHDRAWN, Status.EXPIRED})
+# An agreement stays a success whatever the court later says of it (调解成功率 counts agreements).
+AGREEMENTS = frozenset({Status.AGREED, Status.CONFIRMATION_REQUESTED, Status.CONFIRMED, Status.CONFIRMATION_REFUSED})
+# What a mediator's action asks for ("extend" is no transition; "expire" is the time limit's own act).
+ACTIONS: dict[str, Status] = {"schedule": Status.SCHEDULED, "hold": Status.HELD, "agree": Status.AGREED,
+                              "fail": Status.FAILED, "withdraw": Status.WITHDRAWN,
+                              "confirm": Status.CONFIRMATION_REQUESTED, "expire": Status.EXPIRED}
 
 
 class IllegalTransition(ValueError):
@@ -133,8 +177,6 @@ class Mediation:
         """Apply a transition; returns its record. Raises IllegalTransition."""
         if to not in TRANSITIONS.get(self.status, frozenset()):
             raise IllegalTransition(f"{self.status.value} → {to.value} is not allowed")
-        if to is Status.SCHEDULED and self.status is not Status.ASSIGNED and self.status is not Status.HELD:
-            raise IllegalTransition("only an assigned or heard mediation schedules a session")
         if to is Status.HELD:
             self.sessions += 1
         if to is Status.AGREED:
@@ -163,12 +205,59 @@ def new_mediation(mediation_id: str, case_id: str, origin: str, committee_id: st
                      now + TIME_LIMIT)
 
 
+def start(mediation_id: str, case_id: str, origin: str, placement: Placement, now: datetime) -> Mediation:
+    """A mediation assigned to the placement's mediator, the assignment recorded as its first step."""
+    m = new_mediation(mediation_id, case_id, origin, placement.committee.id, placement.mediator.id, now)
+    m.history.append({"from": None, "to": Status.ASSIGNED.value, "at": now.isoformat()})
+    return m
+
+
+def apply_action(m: Mediation, action: str, now: datetime, *, note: str | None = None,
+                 agreement: dict | None = None) -> dict:
+    """A mediator's action (or the time limit's "expire") on a mediation; returns the history record.
+
+    Raises IllegalTransition when the mediation's state does not allow it.
+    """
+    if action == "extend":
+        m.extend()
+        record = {"from": m.status.value, "to": m.status.value, "at": now.isoformat(), "note": "期限延长"}
+        m.history.append(record)
+        return record
+    details = {k: v for k, v in (("note", note), ("agreement", agreement)) if v is not None}
+    return m.move(ACTIONS[action], now, **details)
+
+
+def committee_figures(rows: list[dict], loads: dict[str, int], directory: Directory) -> dict:
+    """The command centre's figures from per-committee counts (committee_id, finished, agreed, days,
+    open): success rate and days to outcome per committee, success rate per level and per specialty
+    (a committee's first; "general" without one), and open mediations per mediator."""
+    def rate(agreed: int, finished: int) -> float | None:
+        return round(agreed / finished, 3) if finished else None
+
+    by_level: dict[str, list[int]] = {}
+    by_specialty: dict[str, list[int]] = {}
+    committees = []
+    for r in rows:
+        c = directory.committee_of(r["committee_id"])
+        level = c.level if c else "unknown"
+        spec = c.specialties[0] if c and c.specialties else "general"
+        for bucket, key in ((by_level, level), (by_specialty, spec)):
+            agg = bucket.setdefault(key, [0, 0])
+            agg[0] += r["agreed"]
+            agg[1] += r["finished"]
+        committees.append({"committee_id": r["committee_id"], "finished": r["finished"], "agreed": r["agreed"],
+                           "success_rate": rate(r["agreed"], r["finished"]),
+                           "average_days": round(float(r["days"]), 2) if r["days"] is not None else None,
+                           "open": r["open"]})
+    return {"by_committee": committees,
+            "by_level": {k: rate(*v) for k, v in by_level.items()},
+            "by_specialty": {k: rate(*v) for k, v in by_specialty.items()},
+            "open_by_mediator": dict(sorted(loads.items()))}
+
+
 def success_rate(outcomes: list[Status]) -> float | None:
     """调解成功率: agreements over finished mediations (None when none finished)."""
-    finished = [o for o in outcomes if o in OUTCOMES or o in (Status.CONFIRMATION_REQUESTED, Status.CONFIRMED,
-                                                                Status.CONFIRMATION_REFUSED)]
+    finished = [o for o in outcomes if o in OUTCOMES or o in AGREEMENTS]
     if not finished:
         return None
-    agreed = [o for o in finished if o in (Status.AGREED, Status.CONFIRMATION_REQUESTED, Status.CONFIRMED,
-                                           Status.CONFIRMATION_REFUSED)]
-    return round(len(agreed) / len(finished), 3)
+    return round(sum(o in AGREEMENTS for o in finished) / len(finished), 3)

@@ -1,4 +1,4 @@
-"""Mediation's PostgreSQL queries."""
+"""Mediation's PostgreSQL queries: all of its SQL (reads and writes, no decisions)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,22 @@ from datetime import datetime
 
 import asyncpg
 
-from services.mediation.domain import OPEN, Mediation, Status
+from services.mediation.domain import AGREEMENTS, OPEN, Mediation, Status
 
 _COLUMNS = ("mediation_id, case_id, case_number, origin, dispatch_id, unit_id, referral_id, committee_id,"
             " mediator_id, specialty, status, started_at, deadline, sessions, extended, agreement, history,"
             " traceparent, finished_at")
 
 
-async def open_loads(conn: asyncpg.Connection) -> dict[str, int]:
-    """Open mediations per mediator (for capacity)."""
+async def open_loads(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    """Open mediations per mediator (for capacity, and the command centre's load figures)."""
     rows = await conn.fetch("SELECT mediator_id, count(*) AS n FROM mediations WHERE status = ANY($1::text[])"
                             " GROUP BY mediator_id", [s.value for s in OPEN])
     return {r["mediator_id"]: r["n"] for r in rows}
 
 
-def _mediation(r: asyncpg.Record) -> Mediation:
+def mediation_of(r: asyncpg.Record) -> Mediation:
+    """A stored mediation row as the domain object."""
     return Mediation(r["mediation_id"], str(r["case_id"]), r["origin"], r["committee_id"], r["mediator_id"],
                      Status(r["status"]), r["started_at"], r["deadline"], r["sessions"], r["extended"],
                      json.loads(r["agreement"]) if r["agreement"] else None, json.loads(r["history"]))
@@ -30,7 +31,7 @@ def _mediation(r: asyncpg.Record) -> Mediation:
 async def load(conn: asyncpg.Connection, mediation_id: str) -> tuple[Mediation, asyncpg.Record] | None:
     """A mediation (locked for the transaction) and its row."""
     r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM mediations WHERE mediation_id = $1 FOR UPDATE", mediation_id)
-    return (_mediation(r), r) if r else None
+    return (mediation_of(r), r) if r else None
 
 
 async def exists(conn: asyncpg.Connection, mediation_id: str) -> bool:
@@ -62,11 +63,12 @@ async def save(conn: asyncpg.Connection, m: Mediation, now: datetime) -> None:
     )
 
 
-async def of_mediator(pool: asyncpg.Pool, mediator_id: str) -> list[asyncpg.Record]:
+async def of_mediator(pool: asyncpg.Pool, mediator_id: str) -> list[Mediation]:
     """A mediator's mediations, open first."""
-    return await pool.fetch(
+    rows = await pool.fetch(
         f"SELECT {_COLUMNS} FROM mediations WHERE mediator_id = $1 ORDER BY finished_at NULLS FIRST, started_at",
         mediator_id)
+    return [mediation_of(r) for r in rows]
 
 
 async def overdue(conn: asyncpg.Connection, now: datetime) -> list[str]:
@@ -80,8 +82,8 @@ async def figures(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Per committee: finished, agreed, average days to outcome, open."""
     return await pool.fetch(
         "SELECT committee_id, count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,"
-        " count(*) FILTER (WHERE status IN ('agreement_reached', 'confirmation_requested', 'confirmed',"
-        " 'confirmation_refused')) AS agreed,"
+        " count(*) FILTER (WHERE status = ANY($1::text[])) AS agreed,"
         " avg(extract(epoch FROM finished_at - started_at) / 86400) FILTER (WHERE finished_at IS NOT NULL) AS days,"
-        " count(*) FILTER (WHERE finished_at IS NULL) AS open FROM mediations GROUP BY committee_id"
+        " count(*) FILTER (WHERE finished_at IS NULL) AS open FROM mediations GROUP BY committee_id",
+        [s.value for s in AGREEMENTS],
     )

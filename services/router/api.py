@@ -7,15 +7,16 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.router import domain, storage
-from services.router.handlers import ActionRefused, Router, manual_dispatch, pause_or_resume, record_callback
+from services.router.handlers import manual_dispatch, pause_or_resume, record_callback
+from services.router.workflow import RoutingDesk
 from shared.cloudevents import utcnow
 from shared.http import Problem, may_act_in, require_roles
+from shared.refusals import ActionRefused
 from shared.settings import Settings, TokenGrant
-from opentelemetry import trace
-
 from shared.telemetry import context_from, current_traceparent, tracer
 
 
@@ -42,26 +43,24 @@ class ClockAction(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-def build_api(settings: Settings, router: Router) -> APIRouter:
-    """The operator routes, bound to the settings (tokens) and the router's reference data."""
+def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
+    """The operator routes, bound to the settings (tokens) and the routing desk's reference data."""
     api = APIRouter(prefix="/v1")
     operators = require_roles(settings, "operator")
     callers = require_roles(settings, "operator", "hotline")
 
     async def _run(request: Request, grant: TokenGrant, case_id: UUID, action, name: str = "router.action"):
-        """Run an action in one transaction, inside the case's own trace (linked to this HTTP request)."""
+        """Run an action in one transaction, inside the case's own trace (linked to this HTTP request).
+        A refused act (ActionRefused) is answered as problem details by the app."""
         pool = request.app.state.runtime.pool
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow("SELECT division_code, traceparent FROM cases WHERE case_id = $1", case_id)
-                if row is None or not may_act_in(grant, row["division_code"]):
-                    raise ActionRefused(404, "Case not found", "no such case in your jurisdiction")
-                http_span = trace.get_current_span().get_span_context()
-                with tracer().start_as_current_span(name, context=context_from(row["traceparent"]),
-                                                    links=[trace.Link(http_span)] if http_span.is_valid else []):
-                    result = await action(conn, current_traceparent())
-        except ActionRefused as exc:
-            raise Problem(exc.status, exc.title, exc.detail) from None
+        async with pool.acquire() as conn, conn.transaction():
+            access = await storage.case_access(conn, case_id)
+            if access is None or not may_act_in(grant, access[0]):
+                raise ActionRefused(404, "Case not found", "no such case in your jurisdiction")
+            http_span = trace.get_current_span().get_span_context()
+            with tracer().start_as_current_span(name, context=context_from(access[1]),
+                                                links=[trace.Link(http_span)] if http_span.is_valid else []):
+                result = await action(conn, current_traceparent())
         request.app.state.runtime.relay.wake()
         return result
 
@@ -71,6 +70,9 @@ def build_api(settings: Settings, router: Router) -> APIRouter:
                 "rule_ids": list(s.rule_ids), "catalogue_version": s.catalogue_version, "returns": s.returns,
                 "reopened": s.reopened, "repeats": s.repeats,
                 "dispatches": [{**d.__dict__, "status": d.status.value} for d in s.dispatches]}
+
+    def _clock_view(c: domain.Clock) -> dict:
+        return {"kind": c.kind, "due_at": c.due_at.isoformat(), "paused": c.paused_at is not None}
 
     @api.get("/contracts/departments/{kind}.json", summary="A department's AsyncAPI document")
     async def department_contract(kind: Literal["police", "court", "petition", "mediation"]) -> dict:
@@ -96,22 +98,21 @@ def build_api(settings: Settings, router: Router) -> APIRouter:
     @api.post("/cases/{case_id}/callback", summary="Record the citizen's satisfaction (回访)")
     async def callback(case_id: UUID, body: Callback, request: Request, grant=Depends(callers)) -> dict:
         return _view(await _run(request, grant, case_id, lambda conn, tp: record_callback(
-            conn, router, case_id, body.satisfied, body.note, tp), "router.callback"))
+            conn, desk, case_id, body.satisfied, body.note, tp), "router.callback"))
 
     @api.post("/cases/{case_id}/dispatch", summary="Dispatch from the manual queue, or reassign")
     async def dispatch(case_id: UUID, body: ManualDispatch, request: Request, grant=Depends(operators)) -> dict:
         return _view(await _run(request, grant, case_id, lambda conn, tp: manual_dispatch(
-            conn, router, case_id, body.category, body.unit_id, grant.subject, tp), "router.manual_dispatch"))
+            conn, desk, case_id, body.category, body.unit_id, grant.subject, tp), "router.manual_dispatch"))
 
     @api.post("/dispatches/{dispatch_id}/{verb}", summary="Pause or resume a dispatch's deadline clocks")
     async def clocks(dispatch_id: UUID, verb: Literal["pause", "resume"], body: ClockAction, request: Request,
                      grant=Depends(operators)) -> dict:
-        case_id = await request.app.state.runtime.pool.fetchval(
-            "SELECT case_id FROM clocks WHERE dispatch_id = $1 LIMIT 1", dispatch_id)
+        case_id = await storage.case_of_dispatch(request.app.state.runtime.pool, dispatch_id)
         if case_id is None:
             raise Problem(404, "No such dispatch")
         clocks_now = await _run(request, grant, case_id, lambda conn, _tp: pause_or_resume(
-            conn, router, dispatch_id, verb == "pause", body.reason, utcnow()), f"router.clocks.{verb}")
-        return {"dispatch_id": str(dispatch_id), "clocks": clocks_now}
+            conn, desk, dispatch_id, verb == "pause", body.reason, utcnow()), f"router.clocks.{verb}")
+        return {"dispatch_id": str(dispatch_id), "clocks": [_clock_view(c) for c in clocks_now]}
 
     return api

@@ -602,10 +602,6 @@ class RoutingState:
             return True
         return False
 
-    def progress(self, dispatch_id: str, unit_id: str) -> None:
-        """进展: only checked (the event itself is the record)."""
-        self.dispatch(dispatch_id, unit_id)
-
     def resolve(self, dispatch_id: str, unit_id: str) -> bool:
         """办结. The lead's resolution moves the case to the satisfaction callback (回访)."""
         d = self.dispatch(dispatch_id, unit_id)
@@ -695,3 +691,24 @@ class Clock:
             return self
         shift = now - self.paused_at
         return replace(self, paused_at=None, started_at=self.started_at + shift, due_at=self.due_at + shift)
+
+
+@dataclass(frozen=True)
+class RunningClock:
+    """A running clock as supervision finds it: with the case, unit and division it belongs to."""
+
+    clock: Clock
+    case_id: uuid.UUID
+    unit_id: str
+    unit_kind: str
+    division_code: str
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class ClockChange:
+    """A clock as it is to be saved: its new state, when it next changes colour, why it is paused."""
+
+    clock: Clock
+    next_check: datetime | None
+    pause_reason: str | None = None

@@ -9,12 +9,8 @@ from fastapi import FastAPI
 
 from services.router import domain, triage
 from services.router.api import build_api
-from services.router.handlers import (
-    Router,
-    build_batch_handler,
-    explain_refused_feedback,
-    supervise_once,
-)
+from services.router.handlers import build_batch_handler, explain_refused_feedback, supervise_once
+from services.router.workflow import RoutingDesk
 from shared.cloudevents import utcnow
 from shared.divisions import load_divisions
 from shared.runtime import ServiceRuntime, service_app
@@ -27,17 +23,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Router: `intake.cases` + `feedback.*` → decisions, dispatches, notices (through the outbox)."""
     settings = settings or Settings()
     # Reference data is validated here, so a broken catalogue fails at start-up.
-    router = Router(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
-    domain.check_model(router.model, router.catalogue)
-    router.model.predict(["预热分词词典"])  # load jieba's dictionary now, not on the first case
+    desk = RoutingDesk(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
+    domain.check_model(desk.model, desk.catalogue)
+    desk.model.predict(["预热分词词典"])  # load jieba's dictionary now, not on the first case
     runtime = ServiceRuntime(
         "router",
         settings,
         MIGRATIONS,
-        handlers={"router": build_batch_handler(router)},
+        handlers={"router": build_batch_handler(desk)},
         explain={"router": explain_refused_feedback},
         # 督办: clocks turn yellow/red and escalate on this tick
         periodic=[("supervision", settings.supervision_interval_seconds,
-                   lambda rt: supervise_once(rt.pool, router, utcnow()))],
+                   lambda rt: supervise_once(rt.pool, desk, utcnow()))],
     )
-    return service_app(runtime, title="OneWindow router", routers=[build_api(settings, router)])
+    return service_app(runtime, title="OneWindow router", routers=[build_api(settings, desk)])

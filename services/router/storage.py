@@ -9,7 +9,16 @@ from uuid import UUID
 
 import asyncpg
 
-from services.router.domain import CaseStatus, Clock, ClockColour, DispatchRecord, DispatchStatus, RoutingState
+from services.router.domain import (
+    CaseStatus,
+    Clock,
+    ClockChange,
+    ClockColour,
+    DispatchRecord,
+    DispatchStatus,
+    RoutingState,
+    RunningClock,
+)
 from shared.contracts import RiskColour
 
 _STATE_COLUMNS = (
@@ -71,6 +80,17 @@ async def save_states(conn: asyncpg.Connection, states: Iterable[RoutingState]) 
     )
 
 
+async def case_access(conn: asyncpg.Connection, case_id: UUID) -> tuple[str, str | None] | None:
+    """A case's division (whose operators may act on it) and its trace; None for a case not seen."""
+    row = await conn.fetchrow("SELECT division_code, traceparent FROM cases WHERE case_id = $1", case_id)
+    return None if row is None else (row["division_code"], row["traceparent"])
+
+
+async def case_of_dispatch(pool: asyncpg.Pool | asyncpg.Connection, dispatch_id: UUID) -> UUID | None:
+    """The case a dispatch belongs to (by its clocks), if the router dispatched it."""
+    return await pool.fetchval("SELECT case_id FROM clocks WHERE dispatch_id = $1 LIMIT 1", dispatch_id)
+
+
 async def queue(pool: asyncpg.Pool, status: CaseStatus, divisions: list[str], limit: int = 200
                 ) -> list[asyncpg.Record]:
     """Cases in a status (the manual queue, the callback queue) within the divisions ("*" = all), oldest
@@ -105,13 +125,15 @@ async def stop_clocks(conn: asyncpg.Connection, stops: list[tuple[str, str | Non
     )
 
 
-async def due_clocks(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[asyncpg.Record]:
+async def due_clocks(conn: asyncpg.Connection, now: datetime, limit: int = 500) -> list[RunningClock]:
     """Running clocks whose colour may change by `now`, locked (other replicas skip them)."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT * FROM clocks WHERE NOT stopped AND paused_at IS NULL AND next_check <= $1"
         " ORDER BY next_check LIMIT $2 FOR UPDATE SKIP LOCKED",
         now, limit,
     )
+    return [RunningClock(clock_of(r), r["case_id"], r["unit_id"], r["unit_kind"], r["division_code"], r["traceparent"])
+            for r in rows]
 
 
 def clock_of(r: asyncpg.Record) -> Clock:
@@ -120,17 +142,19 @@ def clock_of(r: asyncpg.Record) -> Clock:
                  r["paused_at"])
 
 
-async def save_clocks(conn: asyncpg.Connection, rows: list[tuple]) -> None:
-    """(dispatch_id, kind, colour, started_at, due_at, paused_at, pause_reason, next_check)."""
+async def save_clocks(conn: asyncpg.Connection, changes: Iterable[ClockChange]) -> None:
+    """Write clocks' colour, times, pause and next check."""
     await conn.executemany(
         "UPDATE clocks SET colour = $3, started_at = $4, due_at = $5, paused_at = $6, pause_reason = $7,"
         " next_check = $8 WHERE dispatch_id = $1 AND kind = $2",
-        rows,
+        [(UUID(c.clock.dispatch_id), c.clock.kind, c.clock.colour.value, c.clock.started_at, c.clock.due_at,
+          c.clock.paused_at, c.pause_reason, c.next_check) for c in changes],
     )
 
 
-async def clocks_of_dispatch(conn: asyncpg.Connection, dispatch_id: UUID) -> list[asyncpg.Record]:
+async def clocks_of_dispatch(conn: asyncpg.Connection, dispatch_id: UUID) -> list[Clock]:
     """The running clocks of a dispatch, locked."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         "SELECT * FROM clocks WHERE dispatch_id = $1 AND NOT stopped ORDER BY kind FOR UPDATE", dispatch_id
     )
+    return [clock_of(r) for r in rows]

@@ -45,6 +45,14 @@ def test_operator_dispatches_from_the_manual_queue_and_the_case_flows(stack):
                                                                            "petition.officials.inaction")
     assert events[3]["data"]["reason"] == "manual"
     assert len({e["trace_id"] for e in events}) == 1, "operator actions continue the case's trace"
+    # the dispatch's clocks stopped with its resolution: nothing to pause (refused as problem details)
+    dispatches = f"{stack.url('router')}/v1/dispatches"
+    stopped = httpx.post(f"{dispatches}/{ok.json()['dispatches'][-1]['dispatch_id']}/pause", headers=OPERATOR,
+                         json={"reason": "当事人住院"})
+    assert (stopped.status_code, stopped.json()["title"]) == (404, "No running clock")
+    unknown = httpx.post(f"{dispatches}/{case_id}/pause", headers=OPERATOR, json={"reason": "当事人住院"})
+    assert (unknown.status_code, unknown.json()["title"]) == (404, "No such dispatch")
+    assert unknown.headers["content-type"] == "application/problem+json"
 
 
 def test_callback_unsatisfied_reopens_for_rework(stack):

@@ -201,8 +201,8 @@ async def test_backfill_rebuilds_the_summaries_ingestion_folded(pool):
     await _history(pool)
     before = {r["case_id"]: dict(r) for r in await pool.fetch("SELECT * FROM case_summaries")}
     async with pool.acquire() as conn:
-        assert await storage.backfill_summaries(conn) == 0, "summaries exist: nothing to do"
+        assert await handlers.backfill_summaries(conn) == 0, "summaries exist: nothing to do"
         await conn.execute("DELETE FROM case_summaries")
-        assert await storage.backfill_summaries(conn, batch=7) == 4
+        assert await handlers.backfill_summaries(conn, batch=7) == 4
     after = {r["case_id"]: dict(r) for r in await pool.fetch("SELECT * FROM case_summaries")}
     assert after == before

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import asyncpg
 import pytest
 
-from services.audit import handlers, verification
+from services.audit import handlers
 from services.audit.entry import MIGRATIONS
 from shared.cloudevents import CloudEvent
 from shared.contracts import DispatchProgress
@@ -52,10 +52,10 @@ async def test_tampering_is_caught_and_the_store_refuses_changes(store, database
     case_a, case_b = uuid.uuid4(), uuid.uuid4()
     await _record(pool, _events(case_a, 4) + _events(case_b, 3))
     async with pool.acquire() as conn, conn.transaction():
-        assert await verification.take_checkpoint(conn, KEY, "t") == {"cases": 2, "events": 7,
+        assert await handlers.take_checkpoint(conn, KEY, "t") == {"cases": 2, "events": 7,
                                                                        "up_to_id": await conn.fetchval("SELECT max(id) FROM events")}
-        assert await verification.take_checkpoint(conn, KEY, "t") is None  # nothing new
-        assert (await verification.verify(conn, KEY))["intact"]
+        assert await handlers.take_checkpoint(conn, KEY, "t") is None  # nothing new
+        assert (await handlers.verify(conn, KEY))["intact"]
 
     # append-only: the trigger refuses UPDATE and DELETE, whoever asks
     async with pool.acquire() as conn:
@@ -75,7 +75,7 @@ async def test_tampering_is_caught_and_the_store_refuses_changes(store, database
         await conn.execute("UPDATE events SET data = jsonb_set(data, '{note}', '\"篡改\"') WHERE case_id = $1"
                            " AND seq = 3", str(case_a))
         await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
-        result = await verification.verify(conn, KEY)
+        result = await handlers.verify(conn, KEY)
     assert result["broken"] == [{"case_id": str(case_a), "first_broken_seq": 3}]
     assert not result["intact"]
 
@@ -93,20 +93,20 @@ async def test_a_rehashed_forgery_breaks_the_signed_checkpoint(store):
     case = uuid.uuid4()
     await _record(pool, _events(case, 3))
     async with pool.acquire() as conn, conn.transaction():
-        await verification.take_checkpoint(conn, KEY, "t")
+        await handlers.take_checkpoint(conn, KEY, "t")
     # a forger rewrites the last record AND recomputes its hash: the chain alone looks intact
     async with pool.acquire() as conn:
         from services.audit import domain, storage
 
         row = await conn.fetchrow("SELECT * FROM events WHERE case_id = $1 AND seq = 3", str(case))
-        forged = storage._record(row)
+        forged = storage.record_of(row)
         forged = domain.TraceRecord(**{**forged.__dict__, "data": {**forged.data, "note": "伪造"}})
         await conn.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
         await conn.execute("UPDATE events SET data = $2::jsonb, hash = $3 WHERE id = $1", row["id"],
                            __import__("json").dumps(forged.data, ensure_ascii=False),
                            domain.chain_hash(row["prev_hash"], forged))
         await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
-        result = await verification.verify(conn, KEY)
+        result = await handlers.verify(conn, KEY)
     assert result["broken"] == [] and result["checkpoints_failing"], "the checkpoint no longer matches"
 
 

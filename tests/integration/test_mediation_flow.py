@@ -16,6 +16,7 @@ from shared.cloudevents import CloudEvent, utcnow
 from shared.contracts import CaseDispatched, Location
 from shared.db import create_pool, migrate
 from shared.messaging.consumer import Inbound
+from shared.refusals import ActionRefused
 
 COMMITTEE = "mediation-339901001001"
 ONE_SEAT = domain.Directory(
@@ -68,10 +69,10 @@ async def test_refused_transition_changes_nothing_and_expiry_fires_once(pool):
     await _feed(pool, mediation, item)
     mid = str(item.model.dispatch_id)
     async with pool.acquire() as conn, conn.transaction():
-        with pytest.raises(handlers.ActionRefused) as refused:
+        with pytest.raises(ActionRefused) as refused:
             await handlers.act(conn, mid, "m-only", "agree", utcnow(), agreement={"text": "x"})
         assert refused.value.status == 409
-        with pytest.raises(handlers.ActionRefused):
+        with pytest.raises(ActionRefused):
             await handlers.act(conn, mid, "someone-else", "schedule", utcnow())
     async with pool.acquire() as conn:
         found = await storage.load(conn, mid)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from services.router import domain, handlers, triage
+from services.router.workflow import RoutingDesk
 from services.router.entry import MIGRATIONS
 from shared.cloudevents import CloudEvent, derive_id, utcnow
 from shared.contracts import (
@@ -27,8 +28,9 @@ from shared.contracts import (
 from shared.db import create_pool, migrate
 from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound, Reject
+from shared.refusals import ActionRefused
 
-ROUTER = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
+ROUTER = RoutingDesk(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
 FIGHT, LEAK, TRAFFIC = ("public_security.violence.fight", "dispute.neighbourhood.water_leak",
                         "dispute.traffic.compensation")
 
@@ -81,6 +83,13 @@ def _feedback(model_cls, state_dispatch, case_id, **extra):
     return _inbound(model_cls(case_id=case_id, dispatch_id=uuid.UUID(state_dispatch.dispatch_id),
                               unit_id=state_dispatch.unit_id, **extra),
                     f"feedback.{state_dispatch.unit_kind}", f"/departments/{state_dispatch.unit_kind}")
+
+
+def test_the_handler_map_takes_exactly_what_the_router_consumes():
+    from shared import topics
+
+    consumed = {t for topic in topics.SERVICES["router"].consumes for t in topics.PUBLISHERS[topic].types}
+    assert set(handlers.EVENT_HANDLERS) == consumed
 
 
 async def test_joint_dispatch_sends_each_unit_its_own_dispatch(pool):
@@ -164,7 +173,7 @@ async def test_callback_closes_or_reopens_for_rework_then_escalates(pool):
 
     first = await resolve_lead()
     async with pool.acquire() as conn, conn.transaction():
-        with pytest.raises(handlers.ActionRefused):  # no callback before the resolution...
+        with pytest.raises(ActionRefused):  # no callback before the resolution...
             await handlers.record_callback(conn, ROUTER, uuid.uuid4(), True, None, None)
         state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "还是很吵", None)
     assert state.status is domain.CaseStatus.DISPATCHED and state.lead.unit_id == first.unit_id  # 重办
@@ -196,7 +205,7 @@ async def test_free_text_is_routed_by_the_model_and_explained(pool):
 
 async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
     unsure = ROUTER.model.with_threshold(1.01)
-    router = handlers.Router(ROUTER.catalogue, ROUTER.units, ROUTER.divisions, unsure)
+    router = RoutingDesk(ROUTER.catalogue, ROUTER.units, ROUTER.divisions, unsure)
     case = _case("路灯坏了好几天，晚上黑漆漆的")
     async with pool.acquire() as conn, conn.transaction():
         out = await handlers.build_batch_handler(router)(conn, [_inbound(case, "intake.cases")])
@@ -208,7 +217,7 @@ async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
     assert len(manual.data["candidates"]) == 3 and manual.data["model_version"] == ROUTER.model.version
     assert (await _state(pool, case.case_id)).status is domain.CaseStatus.MANUAL
     async with pool.acquire() as conn, conn.transaction():
-        with pytest.raises(handlers.ActionRefused, match="not in catalogue"):
+        with pytest.raises(ActionRefused, match="not in catalogue"):
             await handlers.manual_dispatch(conn, router, case.case_id, "no.such", None, "op", None)
         state = await handlers.manual_dispatch(conn, router, case.case_id, "petition.officials.inaction", None,
                                                "op-7", None)
@@ -253,7 +262,7 @@ async def test_clocks_turn_yellow_then_red_once_and_survive_a_restart(pool, data
     schema = await pool.fetchval("SELECT current_schema()")
     before = await pool.fetchval("SELECT max(seq) FROM outbox")
     await pool.close()
-    restarted = handlers.Router(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
+    restarted = RoutingDesk(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
     pool2 = await create_pool(database_url, schema)
     try:
         assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(minutes=31)) == 1  # red
@@ -274,12 +283,12 @@ async def test_clocks_turn_yellow_then_red_once_and_survive_a_restart(pool, data
             await storage.stop_clocks(conn, [])
             clocks = await handlers.pause_or_resume(conn, restarted, uuid.UUID(lead.dispatch_id), True, "当事人住院",
                                                     t0 + timedelta(hours=2))
-        assert out == [] and [c["kind"] for c in clocks] == ["resolve"]
+        assert out == [] and [c.kind for c in clocks] == ["resolve"]
         assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 0  # paused
         async with pool2.acquire() as conn, conn.transaction():
             clocks = await handlers.pause_or_resume(conn, restarted, uuid.UUID(lead.dispatch_id), False, "出院",
                                                     t0 + timedelta(hours=12))
-        assert clocks[0]["due_at"] == (t0 + timedelta(hours=34)).isoformat()  # moved by the 10 h paused
+        assert clocks[0].due_at == t0 + timedelta(hours=34)  # moved by the 10 h paused
         assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 1  # yellow at 75 %
     finally:
         await pool2.close()

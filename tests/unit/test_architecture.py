@@ -69,3 +69,17 @@ def test_the_checks_do_find_what_they_forbid():
     assert sql_in(tree) == ["SELECT 1", ".fetch()"]
     assert imports_of(tree) == ["fastapi"]
     assert sql_in(ast.parse('x = "select the unit above"')) == ["select the unit above"]  # errs towards strict
+
+
+def test_domain_modules_load_no_io_library_even_indirectly():
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "import services.intake.domain, services.router.domain, services.router.workflow, services.router.triage\n"
+             "import services.mediation.domain, services.audit.domain\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'asyncpg', 'aiokafka', 'faststream', 'fastapi',"
+             " 'starlette', 'httpx'}))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
-"""Intake's rules (pure): the submission contract, case numbers, repeat reports, statuses, roles."""
+"""Intake's rules (pure): the submission contract, case numbers, repeat reports, the plan for a group of
+submissions, statuses, roles."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.intake import domain
-from shared.contracts import Channel
+from shared.cloudevents import derive_id
+from shared.contracts import CaseClosed, CaseDuplicateReported, CaseReceived, CaseRouted, Channel, DispatchAccepted
 from shared.contracts.submissions import CaseSubmission, id_number_is_valid
 from shared.divisions import load_divisions
 
@@ -114,3 +116,102 @@ def test_roles_submit_through_their_channels_only():
     assert not domain.may_submit("citizen", Channel.POLICE_REFERRAL)
     assert domain.may_submit("department", Channel.COURT_REFERRAL)
     assert not domain.may_submit("auditor", Channel.WINDOW)
+
+
+# ---------------------------------------------------------------- a group of submissions, planned
+
+NOISE = "邻居家每天深夜装修噪音扰民，已经持续一周"
+LAMP = "小区东门路灯坏了好几天，晚上很黑"
+LEAK = "楼上卫生间漏水渗到我家天花板"
+XISHAN = "339902001001"  # another county: another numbering prefix
+
+
+def _pending(description: str, *, key: str | None = None, division: str = "339901001001", by: str = "clerk-1",
+             traceparent: str | None = None) -> domain.Pending:
+    return domain.Pending(_sub(description=description, location={"division_code": division}), key, by, traceparent)
+
+
+def _ids():
+    n = iter(range(1, 1000))
+    return lambda: uuid.UUID(int=next(n))
+
+
+def _plan(group, *, earlier=None, open_cases=(), last=None):
+    earlier = earlier or {}
+    prefixes = domain.numbering_prefixes(group, earlier, NOW)
+    last_numbers = {p: 0 for p in prefixes} | (last or {})
+    return domain.plan_group(group, earlier, list(open_cases), last_numbers, NOW, domain.DuplicatePolicy(),
+                             new_id=_ids())
+
+
+def test_new_cases_are_numbered_on_from_each_prefix_counter_in_the_groups_order():
+    plan = _plan([_pending(NOISE), _pending(LAMP, division=XISHAN), _pending(LEAK)],
+                 last={"339901-20261123": 41, "339902-20261123": 7})
+    assert [c.case_number for c in plan.new_cases] == [
+        "339901-20261123-00042", "339902-20261123-00008", "339901-20261123-00043"]
+    assert plan.last_numbers == {"339901-20261123": 43, "339902-20261123": 8}
+    assert plan.repeats == []
+    assert [(o.case_id, o.case_number, o.submission_id, o.duplicate) for o in plan.outcomes] == [
+        (c.case_id, c.case_number, c.case_id, False) for c in plan.new_cases]
+
+
+def test_a_report_repeating_one_earlier_in_the_same_group_is_linked_to_it_and_takes_no_number():
+    plan = _plan([_pending(NOISE, traceparent="tp-1"), _pending(LAMP), _pending(NOISE, traceparent="tp-3")])
+    first, lamp = plan.new_cases
+    (repeat,) = plan.repeats
+    assert (repeat.case_id, repeat.case_number, repeat.similarity) == (first.case_id, first.case_number, 1.0)
+    assert repeat.submission_id not in {first.case_id, lamp.case_id}
+    assert plan.last_numbers == {"339901-20261123": 2}
+    assert plan.outcomes[2] == domain.Outcome(first.case_id, first.case_number, repeat.submission_id, duplicate=True)
+    # case.received before the duplicate report that refers to it, each continuing its submission's trace
+    assert [(type(a.fact), a.traceparent) for a in plan.announcements] == [
+        (CaseReceived, "tp-1"), (CaseReceived, None), (CaseDuplicateReported, "tp-3")]
+    assert [a.event_id for a in plan.announcements] == [
+        derive_id(domain.SOURCE, first.case_id, "received"), derive_id(domain.SOURCE, lamp.case_id, "received"),
+        derive_id(domain.SOURCE, repeat.submission_id, "duplicate")]
+    dup = plan.announcements[2].fact
+    assert (dup.case_id, dup.case_number, dup.submission_id, dup.received_at) == (
+        first.case_id, first.case_number, repeat.submission_id, NOW)
+
+
+def test_a_report_repeating_a_recent_open_case_is_linked_to_the_most_similar_one():
+    close = _open(f"{NOISE}，物业也不管")  # similar enough (0.75), but less so than
+    closer = domain.OpenCase(uuid.uuid4(), "339901-20261122-00007", "339901001001", None, NOISE,  # 0.95
+                             NOW - timedelta(hours=3))
+    plan = _plan([_pending(NOISE), _pending(NOISE, division=XISHAN)], open_cases=[_open(LAMP), close, closer])
+    (repeat,) = plan.repeats
+    assert (repeat.case_id, repeat.case_number) == (closer.case_id, "339901-20261122-00007")
+    assert [c.case_number for c in plan.new_cases] == ["339902-20261123-00001"]  # same text, other division
+    assert plan.outcomes[0].duplicate and plan.outcomes[0].case_id == closer.case_id
+
+
+def test_a_retry_is_told_the_first_outcome_and_a_reused_key_is_a_conflict():
+    sub = _pending(NOISE, key="key-00001")
+    earlier = domain.EarlierSubmission(uuid.uuid4(), uuid.uuid4(), "339901-20261122-00003", True,
+                                       domain.fingerprint(sub.submission), "clerk-1")
+    plan = _plan([sub, _pending(LAMP, key="key-00001"), _pending(NOISE, key="key-00001", by="clerk-9"),
+                  _pending(LEAK, key="key-00002"), _pending(LEAK, key="key-00002")],
+                 earlier={"key-00001": earlier})
+    retry, other_body, other_submitter, leak, leak_again = plan.outcomes
+    assert retry == domain.Outcome(earlier.case_id, earlier.case_number, earlier.submission_id, True, replayed=True)
+    assert other_body.conflict and other_submitter.conflict and not other_body.replayed
+    assert [c.pending.idempotency_key for c in plan.new_cases] == ["key-00002"]  # one case for the key used twice
+    assert not leak.replayed and leak_again == domain.Outcome(leak.case_id, leak.case_number, leak.submission_id,
+                                                              replayed=True)
+    assert domain.numbering_prefixes([sub], {"key-00001": earlier}, NOW) == []  # a retry numbers nothing
+
+
+def test_numbering_prefixes_are_sorted_once_each_and_required_by_the_plan():
+    group = [_pending(NOISE, division=XISHAN), _pending(LAMP), _pending(LEAK, division=XISHAN)]
+    assert domain.numbering_prefixes(group, {}, NOW) == ["339901-20261123", "339902-20261123"]
+    with pytest.raises(KeyError):  # numbering without the counter storage read would reuse numbers
+        domain.plan_group(group, {}, [], {"339901-20261123": 0}, NOW, domain.DuplicatePolicy())
+
+
+def test_status_follows_the_furthest_event_and_never_moves_back():
+    s = domain.CaseStatus
+    events = [(CaseRouted.EVENT_TYPE, "a"), (DispatchAccepted.EVENT_TYPE, "a"), (CaseRouted.EVENT_TYPE, "a"),
+              (CaseRouted.EVENT_TYPE, "b"), (CaseReceived.EVENT_TYPE, "c"), (CaseClosed.EVENT_TYPE, "unknown")]
+    moves = domain.status_moves(events)
+    assert moves == {"a": s.IN_PROGRESS, "b": s.DISPATCHED, "unknown": s.CLOSED}
+    assert domain.moved_statuses({"a": s.RECEIVED, "b": s.RESOLVED}, moves) == {"a": s.IN_PROGRESS}

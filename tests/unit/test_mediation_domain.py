@@ -76,3 +76,27 @@ def test_directory_refuses_orphan_mediators():
     raw["mediator"][0]["committee"] = "nowhere"
     with pytest.raises(ValueError, match="unknown committees"):
         domain.Directory.model_validate(raw)
+
+
+def test_a_referral_goes_to_a_specialist_county_committee_with_capacity():
+    placed = domain.place_referral(DIRECTORY, "339901001001", "family", {})
+    assert placed.committee.level == "county" and "family" in placed.committee.specialties
+    full = {m.id: m.capacity for m in DIRECTORY.mediator}
+    assert domain.place_referral(DIRECTORY, "339901001001", "family", full) is None
+    assert domain.place_referral(DIRECTORY, "449901", "family", {}) is None  # no committee serves it
+
+
+def test_a_dispatch_to_an_unknown_or_full_committee_says_why():
+    assert "not a mediation committee" in domain.place_dispatch(DIRECTORY, "police-339901", {})
+    committee = "mediation-339901001"
+    full = {m.id: m.capacity for m in DIRECTORY.mediators_of(committee)}
+    assert "spare capacity" in domain.place_dispatch(DIRECTORY, committee, full)
+    assert domain.place_dispatch(DIRECTORY, committee, {}).committee.id == committee
+
+
+def test_the_event_map_takes_exactly_what_arrives_on_mediations_topics():
+    from services.mediation.handlers import EVENT_HANDLERS
+    from shared import topics
+
+    arriving = {t for topic in topics.SERVICES["mediation"].consumes for t in topics.PUBLISHERS[topic].types}
+    assert set(EVENT_HANDLERS) == arriving

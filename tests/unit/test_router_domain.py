@@ -1,15 +1,19 @@
-"""The router's decisions without a broker or database: triage, risk, units, lifecycle, clocks."""
+"""The router's decisions without a broker or database: triage, risk, units, lifecycle, clocks, and
+the routing desk's workflow rules (feedback, events and their ids)."""
 
 from __future__ import annotations
 
+import copy
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from services.router import domain
+from services.router import domain, workflow
 from services.router.triage import Candidate, Prediction
-from shared.contracts import Level, RiskColour, RoutingReason
+from shared.contracts import CaseReceived, DispatchAccepted, Level, Location, RiskColour, RoutingReason
+from shared.divisions import load_divisions
 from shared.topics import UnitKind
 
 CATALOGUE = domain.load_catalogue()
@@ -23,7 +27,7 @@ class FixedReading:
 
     version = "triage-fixed"
 
-    def __init__(self, *probabilities: tuple[str, float], threshold: float = 0.6):
+    def __init__(self, *probabilities: tuple[str, float], threshold: float = 0.6, evidence: int = 1):
         self.threshold = threshold
         kinds = CATALOGUE.kinds
         cands = tuple(Candidate(c, kinds[c], p) for c, p in probabilities)
@@ -32,7 +36,7 @@ class FixedReading:
         for c in cands:
             by_kind[c.unit_kind] = by_kind.get(c.unit_kind, 0) + c.probability
             best.setdefault(c.unit_kind, c)
-        self.reading = Prediction(cands, by_kind, ("特征",), best)
+        self.reading = Prediction(cands, by_kind, ("特征",), best, evidence)
 
     def predict(self, texts):
         return [self.reading for _ in texts]
@@ -134,8 +138,13 @@ def test_the_police_lead_item_must_be_a_police_item():
         domain.Catalogue.model_validate(raw)
 
 
-def test_without_a_model_free_text_goes_to_the_manual_queue():
-    assert isinstance(_route("路灯坏了"), domain.ManualQueue)
+def test_a_report_with_no_word_the_model_knows_waits_for_a_person_unless_it_is_dangerous():
+    model = FixedReading(("dispute.neighbourhood.noise", 0.9), ("public_security.violence.fight", 0.1), evidence=0)
+    decision = _route("嗯嗯嗯", model=model)
+    assert isinstance(decision, domain.ManualQueue) and decision.reason == "triage: no words the model knows"
+    assert decision.model_version == "triage-fixed" and decision.candidates == model.reading.candidates
+    dangerous = _route("嗯嗯嗯", flags=["weapons"], model=model)
+    assert dangerous.lead.kind is UnitKind.POLICE and "risk:red:unsure_triage_to_police" in dangerous.rule_ids
 
 
 # -- risk
@@ -248,8 +257,16 @@ def test_superior_is_the_same_kind_one_level_up():
     assert domain.superior_of(UNITS, town, "339901002001").id == "police-339901"
 
 
-def test_routing_is_deterministic():
-    assert _route("邻里漏水纠纷", model=LEAK) == _route("邻里漏水纠纷", model=LEAK)
+def test_routing_depends_on_the_case_not_on_the_wall_clock_or_the_directory_order():
+    shuffled = domain.UnitDirectory(version=UNITS.version, unit=tuple(reversed(UNITS.unit)))
+    for text, model in (("邻里漏水纠纷", LEAK), ("有人打架", FIGHT), ("两车追尾，赔偿有争议", TRAFFIC)):
+        plan = _route(text, model=model)
+        cat = plan.category
+        assert (plan.acknowledge_by, plan.resolve_by) == (T0 + timedelta(hours=cat.acknowledge_hours),
+                                                          T0 + timedelta(hours=cat.resolve_hours))
+        for division in ("339901001001", "339902003004"):
+            assert domain.route(_facts(text, division), CATALOGUE, shuffled, model) == _route(
+                text, division=division, model=model), (text, division)
 
 
 def test_catalogue_with_duplicate_codes_is_refused():
@@ -286,12 +303,69 @@ def test_an_assists_resolution_does_not_move_the_case():
     assert s.status is domain.CaseStatus.DISPATCHED
 
 
-def test_feedback_for_another_dispatch_or_unit_is_refused():
-    s = _state_with(_route("有人打架", model=FIGHT))
-    with pytest.raises(domain.FeedbackRefused):
-        s.accept("other", s.lead.unit_id)
-    with pytest.raises(domain.FeedbackRefused):
-        s.resolve(s.lead.dispatch_id, "other-unit")
+# -- the routing desk (workflow rules)
+
+DESK = workflow.RoutingDesk(CATALOGUE, UNITS, load_divisions(), FIGHT)
+
+
+class Recorded:
+    """What the desk decided, kept in memory (the handlers' Effects writes it to the database)."""
+
+    def __init__(self, states: dict | None = None):
+        self.states = states or {}
+        self.changed, self.clock_starts, self.clock_stops, self.predictions, self.events = {}, [], [], {}, []
+
+    def touch(self, state):
+        self.states[state.case_id] = self.changed[state.case_id] = state
+
+    def emit(self, topic, data, event_id, traceparent, time=None):
+        self.events.append((topic, data.EVENT_TYPE, event_id))
+
+
+def _received(text: str, category: str | None = None, case_id: uuid.UUID | None = None) -> CaseReceived:
+    return CaseReceived(case_id=case_id or uuid.uuid4(), case_number="339901-20261123-00001", channel="hotline",
+                        title=text[:10], description=text, category=category,
+                        location=Location(division_code="339901001001"), received_at=T0, risk_flags=[])
+
+
+def _receive(fx: Recorded, case: CaseReceived, event_id: str = "ev-received") -> domain.RoutingState:
+    DESK.case_received(fx, case, workflow.Cause(event_id, str(case.case_id), "intake.cases", None))
+    return fx.states[str(case.case_id)]
+
+
+def test_feedback_that_does_not_fit_its_dispatch_is_refused_and_changes_nothing():
+    fx = Recorded()
+    case = _received("有人打架", category="public_security.violence.fight")
+    state = _receive(fx, case)
+    lead, before, emitted = state.lead, copy.deepcopy(state), len(fx.events)
+
+    def accept(dispatch_id: str, unit_id: str, topic: str = "feedback.police", subject: str = str(case.case_id)):
+        fb = DispatchAccepted(case_id=case.case_id, dispatch_id=uuid.UUID(dispatch_id), unit_id=unit_id)
+        DESK.dispatch_accepted(fx, fb, workflow.Cause("ev-accepted", subject, topic, None))
+
+    for bad, why in (((str(uuid.uuid4()), lead.unit_id), "does not match a dispatch"),
+                     ((lead.dispatch_id, "police-339902"), "does not match a dispatch"),
+                     ((lead.dispatch_id, lead.unit_id, "feedback.court"), "for a dispatch to a police unit"),
+                     ((lead.dispatch_id, lead.unit_id, "feedback.police", str(uuid.uuid4())), "was dispatched")):
+        with pytest.raises(workflow.EventRefused, match=why):
+            accept(*bad)
+    assert state == before and len(fx.events) == emitted and fx.clock_stops == []
+    accept(lead.dispatch_id, lead.unit_id)
+    assert state.status is domain.CaseStatus.ACCEPTED and fx.clock_stops == [(lead.dispatch_id, "acknowledge")]
+
+
+def test_event_ids_derive_from_the_cause_only():
+    case = _received("小区门口有人打架斗殴")
+    first, again, other = Recorded(), Recorded(), Recorded()
+    _receive(first, case)
+    _receive(again, _received(case.description, case_id=case.case_id))
+    _receive(other, case, "ev-another")
+    assert [e[1] for e in first.events] == ["org.onewindow.case.routed.v1", "org.onewindow.case.dispatched.v1"]
+    assert first.events == again.events  # a replay or a retry of the same event decides the same ids
+    assert {e[2] for e in first.events}.isdisjoint(e[2] for e in other.events)
+    lead = first.states[str(case.case_id)].lead
+    assert first.events[1][2] == lead.dispatch_id == domain.new_dispatch_ids(
+        "ev-received", _route(case.description, model=FIGHT))[0]
 
 
 def test_a_new_plan_ends_the_open_dispatches():

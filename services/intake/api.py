@@ -1,0 +1,109 @@
+"""Intake's HTTP window: submit a case, read one back (personal data masked). HTTP only: the writes
+go through the GroupWriter, the reads through storage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from services.intake import domain, storage
+from shared.contracts.submissions import CaseSubmission
+from shared.divisions import DivisionDirectory
+from shared.http import Problem, may_act_in, require_roles
+from shared.settings import Settings, TokenGrant
+from shared.telemetry import current_traceparent
+
+log = logging.getLogger(__name__)
+IDEMPOTENCY_KEY = Header(default=None, alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$")
+MAX_BODY = 256 * 1024
+
+
+def _mask_name(name: str | None) -> str | None:
+    return None if not name else name[0] + "*" * (len(name) - 1)
+
+
+def _mask_phone(phone: str | None) -> str | None:
+    return None if not phone else phone[:3] + "****" + phone[-4:]
+
+
+def _mask_id(number: str | None) -> str | None:
+    return None if not number else number[:6] + "*" * 8 + number[-4:]
+
+
+def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
+    """Intake's HTTP routes; `extra_schemas` on the router holds the body's sub-schemas for OpenAPI."""
+    router = APIRouter(prefix="/v1")
+    submitters = require_roles(settings, *domain.SUBMITTER_ROLES)
+    readers = require_roles(settings, *domain.SUBMITTER_ROLES, "auditor")
+    body_schema = CaseSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
+    router.extra_schemas = body_schema.pop("$defs", {})  # merged into the OpenAPI components by entry
+
+    @router.post(
+        "/cases",
+        status_code=202,
+        summary="Submit a case at the one window",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+        responses={202: {"description": "accepted: the case (or the case this report repeats)"}},
+    )
+    async def submit_case(
+        request: Request,
+        grant: TokenGrant = Depends(submitters),
+        idempotency_key: str | None = IDEMPOTENCY_KEY,
+    ) -> JSONResponse:
+        # the body is read by hand (not a pydantic parameter) to check division codes against the directory
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise Problem(400, "Malformed JSON", "the body is not a JSON document") from None
+        try:
+            submission = domain.validate_submission(data, divisions)
+        except ValidationError as exc:
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        if not domain.may_submit(grant.role, submission.channel):
+            raise Problem(403, "Channel not allowed", f"role {grant.role!r} may not submit via {submission.channel}")
+        if not may_act_in(grant, submission.location.division_code):
+            raise Problem(403, "Outside jurisdiction", "this token may not submit cases for that division")
+        outcome = await request.app.state.writer.submit(
+            domain.Pending(submission, idempotency_key, grant.subject, current_traceparent())
+        )
+        if outcome.conflict:
+            raise Problem(422, "Idempotency key reused", "this Idempotency-Key was used for a different submission",
+                          type_="https://onewindow.example/problems/idempotency-key-reused")
+        log.info("submission accepted", extra={"case_id": str(outcome.case_id), "duplicate": outcome.duplicate,
+                                               "replayed": outcome.replayed})
+        return JSONResponse(
+            {"case_id": str(outcome.case_id), "case_number": outcome.case_number,
+             "submission_id": str(outcome.submission_id), "duplicate": outcome.duplicate},
+            status_code=202,
+            headers={"Idempotent-Replayed": "true"} if outcome.replayed else None,
+        )
+
+    @router.get("/cases/{case_id}", summary="A submission and the current status of its case")
+    async def get_case(case_id: UUID, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
+        row = await storage.get_case(request.app.state.runtime.pool, case_id)
+        visible = row is not None and may_act_in(grant, row["division_code"]) and domain.may_read(
+            grant.role, grant.subject, row["submitted_by"])
+        if not visible:
+            raise Problem(404, "Case not found")  # not 403: whether a case exists is not for everyone to know
+        sub = json.loads(row["submission"]) if row["submission"] else {}
+        people = [sub.get("reporter")] + sub.get("parties", []) if sub else []
+        for person in filter(None, people):
+            person.update(name=_mask_name(person.get("name")), phone=_mask_phone(person.get("phone")),
+                          id_number=_mask_id(person.get("id_number")))
+        return {
+            "case_id": str(row["original_case_id"] or row["case_id"]),
+            "submission_id": str(row["case_id"]),
+            "case_number": row["case_number"],
+            "status": row["case_status"],
+            "duplicate": row["duplicate_of"] is not None,
+            "received_at": row["received_at"].isoformat(),
+            "submission": sub,
+        }
+
+    return router

@@ -1,0 +1,463 @@
+"""The routing desk: the router's workflow rules as plain Python (no broker, no database).
+
+A new case is routed or queued for a person; a unit's return, transfer or resolution, the
+citizen's callback (回访), an operator's dispatch and the supervision tick (督办) each decide what
+happens next. The desk writes what it decided into an `Outcome` (the handlers' `Effects`): events,
+changed case states, clocks to start and stop. The handlers load the states before and save
+everything after, in one transaction.
+
+Every event id derives from what caused it (`derive_id`), so a replay or a retry decides the same ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Protocol
+from uuid import UUID
+
+from services.router import domain
+from services.router.triage import OTHER_KIND, OUT_OF_SCOPE, Candidate, Prediction, TriageModel
+from shared import topics
+from shared.cloudevents import derive_id, utcnow
+from shared.contracts import (
+    Assignment,
+    CallbackRecorded,
+    CaseClosed,
+    CaseDispatched,
+    CaseDuplicateReported,
+    CaseEscalated,
+    CaseReceived,
+    CaseReopened,
+    CaseRouted,
+    Contract,
+    DispatchAccepted,
+    DispatchProgress,
+    DispatchResolved,
+    DispatchReturned,
+    DispatchTransferred,
+    Location,
+    ManualTriageRequired,
+    RoutingReason,
+    SupervisionNotice,
+    TriageCandidate,
+    TriageCorrected,
+    TriageExplanation,
+)
+from shared.divisions import DivisionDirectory
+from shared.refusals import ActionRefused
+
+SOURCE = "/onewindow/router"
+
+
+class EventRefused(ValueError):
+    """An event the rules can never apply (an unknown division, feedback for another unit's dispatch):
+    the handler dead-letters it, and the department is told why."""
+
+
+class Outcome(Protocol):
+    """Where the desk writes what one batch or one act decided (the handlers' `Effects`)."""
+
+    states: dict[str, domain.RoutingState]
+    clock_starts: list[tuple]
+    clock_stops: list[tuple[str, str | None]]
+    predictions: dict[str, Prediction]
+
+    def touch(self, state: domain.RoutingState) -> None:
+        """Mark a case's state as changed (to be saved)."""
+
+    def emit(self, topic: str, data: Contract, event_id: str, traceparent: str | None,
+             time: datetime | None = None) -> None:
+        """Add an event on a topic."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The event a decision answers: its id (the seed of every id derived from it), its subject (the
+    case), the topic it came on and its trace."""
+
+    event_id: str
+    subject: str | None
+    topic: str
+    traceparent: str | None
+
+
+@dataclass
+class RoutingDesk:
+    """The router's reference data and the workflow decisions that need it."""
+
+    catalogue: domain.Catalogue
+    units: domain.UnitDirectory
+    divisions: DivisionDirectory
+    model: TriageModel | None = None
+    now: Callable[[], datetime] = utcnow  # the wall clock of decisions (events' times, re-plans' deadlines)
+
+    @property
+    def model_version(self) -> str | None:
+        return self.model.version if self.model else None
+
+    def predict_batch(self, cases: dict[str, CaseReceived]) -> dict[str, Prediction]:
+        """The model's reading of every new case (by event id) that it will have to triage, in one pass."""
+        todo = {event_id: c for event_id, c in cases.items()
+                if not (c.category and c.channel.value in self.catalogue.trusted_channels)}
+        if not todo or self.model is None:
+            return {}
+        return dict(zip(todo, self.model.predict([f"{c.title} {c.description}" for c in todo.values()])))
+
+    # ------------------------------------------------------------ shared steps
+
+    def correction(self, fx: Outcome, state: domain.RoutingState, kind: str, seed: str, traceparent: str | None,
+                   *, by: str, category: str | None = None, unit_kind: str | None = None,
+                   reason: str | None = None) -> None:
+        """Record a person's correction of the triage as a labelled example (TriageCorrected): what the
+        router had chosen and who had chosen it (the model, the channel, an operator, a department)."""
+        facts = state.facts
+        predicted = state.category or facts.get("proposed")
+        cat = self.catalogue.get(predicted or "")
+        chosen_by = facts.get("chosen_by")
+        fx.emit(topics.ROUTER_DECISIONS, TriageCorrected(
+            case_id=UUID(state.case_id), case_number=state.case_number, correction=kind,
+            predicted_category=predicted, predicted_kind=cat.unit_kind if cat else None,
+            predicted_by=chosen_by, model_reading=facts.get("model_reading"),
+            corrected_category=category, corrected_kind=unit_kind, reason=reason, by=by,
+            model_version=facts.get("model_version") if facts.get("model_reading") else None,
+            catalogue_version=self.catalogue.version,
+        ), derive_id(SOURCE, seed, "corrected"), traceparent)
+
+    @staticmethod
+    def remember_reading(state: domain.RoutingState, decision: domain.Plan | domain.ManualQueue,
+                         chosen_by: str | None) -> None:
+        """Keep what chose the case's matter, and the model's own reading, for later corrections."""
+        p = decision.prediction if isinstance(decision, domain.ManualQueue) else (
+            decision.triage.prediction if decision.triage else None)
+        state.facts["chosen_by"] = chosen_by
+        if p is not None:
+            reading = triage_reading(p)
+            state.facts["model_reading"] = reading
+            state.facts["model_version"] = decision.model_version if isinstance(decision, domain.ManualQueue) \
+                else decision.triage.model_version
+            if isinstance(decision, domain.ManualQueue):
+                state.facts["proposed"] = reading
+
+    def dispatch_plan(self, fx: Outcome, state: domain.RoutingState, plan: domain.Plan, seed: str,
+                      traceparent: str | None, started_at: datetime) -> None:
+        """Carry out a plan: routed event, one dispatch per unit on its topic, two clocks per dispatch."""
+        ids = domain.new_dispatch_ids(seed, plan)
+        state.apply_plan(plan, ids)
+        fx.touch(state)
+        lead = plan.lead
+        now = self.now()
+        fx.emit(topics.ROUTER_DECISIONS, CaseRouted(
+            case_id=UUID(state.case_id), case_number=state.case_number, category=plan.category.code,
+            unit_kind=lead.kind, unit_id=lead.id, unit_name=lead.name, level=lead.level,
+            rule_ids=list(plan.rule_ids), catalogue_version=self.catalogue.version, confidence=plan.confidence,
+            reason=plan.reason, risk_colour=plan.risk, risk_reasons=list(plan.risk_reasons),
+            assignments=[Assignment(dispatch_id=UUID(i), unit_id=a.unit.id, unit_kind=a.unit.kind,
+                                    unit_name=a.unit.name, level=a.unit.level, role=a.role)
+                         for i, a in zip(ids, plan.assignments)],
+            triage=self.explanation(plan.triage),
+        ), derive_id(SOURCE, ids[0], "routed"), traceparent, now)
+        facts = state.facts
+        for n, (dispatch_id, a) in enumerate(zip(ids, plan.assignments), start=1):
+            fx.emit(topics.dispatch_topic(a.unit.kind), CaseDispatched(
+                case_id=UUID(state.case_id), case_number=state.case_number, dispatch_id=UUID(dispatch_id),
+                unit_kind=a.unit.kind, unit_id=a.unit.id, unit_name=a.unit.name, level=a.unit.level,
+                category=plan.category.code, title=facts["title"], description=facts["description"],
+                location=Location.model_validate(facts["location"]), acknowledge_by=plan.acknowledge_by,
+                resolve_by=plan.resolve_by, role=a.role, risk_colour=plan.risk, reason=plan.reason,
+            ), dispatch_id, traceparent, now + timedelta(microseconds=n))  # dispatches follow their decision
+            for kind, due in (("acknowledge", plan.acknowledge_by), ("resolve", plan.resolve_by)):
+                clock = domain.Clock(dispatch_id, kind, started_at, due)
+                fx.clock_starts.append((UUID(dispatch_id), kind, UUID(state.case_id), a.unit.id, a.unit.kind.value,
+                                        state.division_code, started_at, due,
+                                        clock.next_change(self.catalogue.yellow_share), traceparent))
+
+    def explanation(self, t: domain.Triage | None) -> TriageExplanation | None:
+        """The model's reading as the routed event carries it."""
+        if t is None or t.model_version is None:
+            return None
+        return TriageExplanation(model_version=t.model_version, probability=t.probability,
+                                 kind_probability=t.confidence, threshold=self.model.threshold if self.model else 0,
+                                 features=list(t.features), candidates=_candidates(t.candidates))
+
+    def to_manual(self, fx: Outcome, state: domain.RoutingState, reason: str, seed: str, traceparent: str | None,
+                  candidates: tuple[Candidate, ...] = (), model_version: str | None = None) -> None:
+        """Put a case in the command centre's manual queue, with the model's candidates for the operator."""
+        for d in state.dispatches:
+            if d.open:
+                fx.clock_stops.append((d.dispatch_id, None))
+        state.to_manual()
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, ManualTriageRequired(
+            case_id=UUID(state.case_id), case_number=state.case_number, reason=reason,
+            catalogue_version=self.catalogue.version, model_version=model_version,
+            candidates=_candidates(candidates)), derive_id(SOURCE, seed, "manual"), traceparent)
+
+    def replan(self, fx: Outcome, state: domain.RoutingState, seed: str, traceparent: str | None,
+               reason: RoutingReason, lead: domain.Unit | None = None,
+               category: domain.Category | None = None) -> None:
+        """Dispatch again (after a return, transfer, rework, escalation or by an operator)."""
+        category = category or self.catalogue.get(state.category or "")
+        if category is None:
+            return self.to_manual(fx, state, f"category {state.category!r} no longer catalogued", seed, traceparent)
+        now = self.now()
+        plan = domain.plan_for(category, state.risk, state.division_code, self.catalogue, self.units, now,
+                               exclude=frozenset(state.excluded), lead=lead, reason=reason,
+                               rule_ids=(f"{reason.value}:{category.code}",))
+        if isinstance(plan, domain.ManualQueue):
+            return self.to_manual(fx, state, plan.reason, seed, traceparent)
+        if domain.red_without_police(plan):
+            return self.to_manual(fx, state, f"red case and no police unit for {state.division_code}", seed,
+                                  traceparent)
+        self.dispatch_plan(fx, state, plan, seed, traceparent, now)
+
+    # ------------------------------------------------------------ consumed events
+
+    def case_received(self, fx: Outcome, case: CaseReceived, cause: Cause) -> None:
+        """Route a new case: dispatch it to its units, or put it in the manual queue."""
+        cid = str(case.case_id)
+        if cid in fx.states:
+            return  # already routed
+        if self.divisions.get(case.location.division_code) is None:
+            raise EventRefused(f"unknown division {case.location.division_code}")
+        facts = case_facts(case)
+        try:
+            decision = domain.route(facts, self.catalogue, self.units, self.model, fx.predictions.get(cause.event_id))
+        except domain.UnknownCategory as exc:
+            raise EventRefused(str(exc)) from None
+        state = domain.RoutingState(
+            cid, case.case_number, domain.CaseStatus.MANUAL, self.catalogue.version, self.now(),
+            division_code=case.location.division_code,
+            facts={"title": case.title, "description": case.description,
+                   "location": case.location.model_dump(mode="json")},
+            traceparent=cause.traceparent,
+        )
+        if isinstance(decision, domain.ManualQueue):
+            self.remember_reading(state, decision, None)
+            return self.to_manual(fx, state, decision.reason, cause.event_id, cause.traceparent,
+                                  decision.candidates, decision.model_version)
+        if decision.triage is None:
+            chosen_by = "channel"
+        else:
+            chosen_by = "safety" if decision.category.code != triage_reading(decision.triage.prediction) else "model"
+        self.remember_reading(state, decision, chosen_by)
+        self.dispatch_plan(fx, state, decision, cause.event_id, cause.traceparent, case.received_at)
+
+    def duplicate_reported(self, fx: Outcome, report: CaseDuplicateReported, cause: Cause) -> None:
+        """A repeat report (重复件): counted; repeats raise the risk of the next dispatch."""
+        state = fx.states.get(cause.subject)
+        if state is not None:
+            state.repeats += 1
+            if state.repeats >= self.catalogue.risk.repeats_to_raise and state.risk != "red":
+                colours = domain.COLOUR_ORDER
+                state.risk = colours[min(colours.index(state.risk) + 1, len(colours) - 1)]
+            fx.touch(state)
+
+    def dispatch_accepted(self, fx: Outcome, fb: DispatchAccepted, cause: Cause) -> None:
+        """签收: the acknowledge clock stops."""
+        state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+        if state.accept(d.dispatch_id, d.unit_id):
+            fx.clock_stops.append((d.dispatch_id, "acknowledge"))
+            fx.touch(state)
+
+    def dispatch_progress(self, fx: Outcome, fb: DispatchProgress, cause: Cause) -> None:
+        """进展: checked; the event itself is the record."""
+        self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+
+    def dispatch_resolved(self, fx: Outcome, fb: DispatchResolved, cause: Cause) -> None:
+        """办结: the dispatch's clocks stop; the lead's resolution awaits the citizen's callback (回访)."""
+        state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+        if state.resolve(d.dispatch_id, d.unit_id):
+            fx.clock_stops.append((d.dispatch_id, None))
+            fx.touch(state)
+
+    def dispatch_returned(self, fx: Outcome, fb: DispatchReturned, cause: Cause) -> None:
+        """退单: dispatch again without that unit; after too many returns, the manual queue."""
+        state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+        if state.end_dispatch(d.dispatch_id, d.unit_id) is None:
+            return  # a late return of an ended dispatch
+        fx.clock_stops.append((d.dispatch_id, None))
+        fx.touch(state)
+        if d.role != "lead":
+            return
+        self.correction(fx, state, "return", cause.event_id, cause.traceparent, by=d.unit_id, reason=fb.reason)
+        state.returns += 1
+        state.excluded.append(d.unit_id)
+        if state.returns > self.catalogue.max_returns:
+            return self.to_manual(fx, state, f"returned {state.returns} times", cause.event_id, cause.traceparent)
+        self.replan(fx, state, cause.event_id, cause.traceparent, RoutingReason.RETURN)
+
+    def dispatch_transferred(self, fx: Outcome, fb: DispatchTransferred, cause: Cause) -> None:
+        """转办: to the named unit (or the unit of the named kind) serving the case's division."""
+        state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+        target = None
+        if fb.target_unit_id:
+            target = self.units.get(fb.target_unit_id)
+            if target is None or not target.serves_division(state.division_code):
+                raise EventRefused(f"transfer target {fb.target_unit_id!r} does not serve division "
+                                   f"{state.division_code}")
+        elif fb.target_kind:
+            cat = self.catalogue.get(state.category or "")
+            target = domain.find_unit(self.units, fb.target_kind, cat.level if cat else domain.Level.TOWN,
+                                      state.division_code)
+            if target is None:
+                raise EventRefused(f"no {fb.target_kind.value} unit serves division {state.division_code}")
+        else:
+            raise EventRefused("a transfer names a target unit or unit kind")
+        if state.end_dispatch(d.dispatch_id, d.unit_id) is None:
+            return
+        fx.clock_stops.append((d.dispatch_id, None))
+        fx.touch(state)
+        if d.role == "lead" and target.kind.value != d.unit_kind:
+            self.correction(fx, state, "transfer", cause.event_id, cause.traceparent, by=d.unit_id,
+                            unit_kind=target.kind.value, reason=fb.reason)
+            state.facts["chosen_by"] = "department"
+        if d.role == "lead":
+            self.replan(fx, state, cause.event_id, cause.traceparent, RoutingReason.TRANSFER, lead=target)
+
+    def _feedback(self, fx: Outcome, dispatch_id: UUID, unit_id: str, cause: Cause
+                  ) -> tuple[domain.RoutingState, domain.DispatchRecord]:
+        """The case and dispatch a unit's feedback is about; refused unless it fits (and came on the
+        feedback topic of the dispatch's unit kind)."""
+        state = fx.states.get(cause.subject)
+        if state is None:
+            raise EventRefused(f"no case {cause.subject} was dispatched")
+        try:
+            d = state.dispatch(str(dispatch_id), unit_id)
+        except domain.FeedbackRefused as exc:
+            raise EventRefused(str(exc)) from None
+        if cause.topic != topics.feedback_topic(d.unit_kind):
+            raise EventRefused(f"feedback on {cause.topic} for a dispatch to a {d.unit_kind} unit")
+        return state, d
+
+    # ------------------------------------------------------------ operator acts
+
+    def record_callback(self, fx: Outcome, state: domain.RoutingState | None, satisfied: bool, note: str | None,
+                        traceparent: str | None) -> domain.RoutingState:
+        """回访: satisfied closes the case; unsatisfied reopens it for rework (重办), the second time escalated."""
+        if state is None:
+            raise ActionRefused(404, "Case not found", "the router has no such case")
+        if state.status is not domain.CaseStatus.AWAITING_CALLBACK:
+            raise ActionRefused(409, "No callback due", f"the case is {state.status.value}")
+        case_id = UUID(state.case_id)
+        lead = next(d for d in reversed(state.dispatches) if d.role == "lead")
+        seed = f"callback:{lead.dispatch_id}"
+        number = state.case_number
+        fx.emit(topics.ROUTER_DECISIONS, CallbackRecorded(case_id=case_id, case_number=number, satisfied=satisfied,
+                                                          note=note), derive_id(SOURCE, seed), traceparent)
+        if satisfied:
+            state.close()
+            fx.touch(state)
+            fx.emit(topics.ROUTER_DECISIONS, CaseClosed(case_id=case_id, case_number=number,
+                                                        dispatch_id=UUID(lead.dispatch_id), unit_id=lead.unit_id,
+                                                        reason="resolved; the citizen is satisfied"),
+                    derive_id(SOURCE, seed, "closed"), traceparent, self.now() + timedelta(microseconds=1))
+            return state
+        state.reopened += 1
+        fx.emit(topics.ROUTER_DECISIONS, CaseReopened(case_id=case_id, case_number=number,
+                                                      reason=note or "the citizen is not satisfied"),
+                derive_id(SOURCE, seed, "reopened"), traceparent, self.now() + timedelta(microseconds=1))
+        unit = self.units.get(lead.unit_id)
+        if state.reopened == 1 and unit is not None:
+            self.replan(fx, state, seed, traceparent, RoutingReason.REWORK, lead=unit)
+            return state
+        superior = domain.superior_of(self.units, unit, state.division_code) if unit else None
+        if superior is None:
+            self.to_manual(fx, state, "reopened again and no unit above", seed, traceparent)
+            return state
+        fx.emit(topics.ROUTER_DECISIONS, CaseEscalated(
+            case_id=case_id, dispatch_id=UUID(lead.dispatch_id), from_unit_id=lead.unit_id,
+            to_unit_id=superior.id, to_level=superior.level, reason="reopened after rework"),
+            derive_id(SOURCE, seed, "escalated"), traceparent)
+        self.replan(fx, state, seed, traceparent, RoutingReason.ESCALATION, lead=superior)
+        return state
+
+    def manual_dispatch(self, fx: Outcome, state: domain.RoutingState | None, category: str, unit_id: str | None,
+                        operator: str, traceparent: str | None) -> domain.RoutingState:
+        """An operator dispatches a case from the manual queue, or reassigns an open one."""
+        if state is None:
+            raise ActionRefused(404, "Case not found", "the router has no such case")
+        if state.status in (domain.CaseStatus.CLOSED, domain.CaseStatus.AWAITING_CALLBACK):
+            raise ActionRefused(409, "Case not open", f"the case is {state.status.value}")
+        cat = self.catalogue.get(category)
+        if cat is None:
+            raise ActionRefused(422, "Unknown category", f"{category!r} is not in catalogue {self.catalogue.version}")
+        unit = None
+        if unit_id:
+            unit = self.units.get(unit_id)
+            if unit is None or not unit.serves_division(state.division_code):
+                raise ActionRefused(422, "Unit cannot take the case",
+                                    f"{unit_id!r} does not serve {state.division_code}")
+        for d in state.dispatches:
+            if d.open:
+                fx.clock_stops.append((d.dispatch_id, None))
+        seed = f"manual:{state.case_id}:{len(state.dispatches)}:{operator}"
+        if state.status is domain.CaseStatus.MANUAL:
+            self.correction(fx, state, "manual_dispatch", seed, traceparent, by=operator, category=cat.code,
+                            unit_kind=cat.unit_kind.value)
+        elif state.category != cat.code:
+            self.correction(fx, state, "reassignment", seed, traceparent, by=operator, category=cat.code,
+                            unit_kind=cat.unit_kind.value)
+        state.facts["chosen_by"] = "operator"
+        self.replan(fx, state, seed, traceparent, RoutingReason.MANUAL, lead=unit, category=cat)
+        return state
+
+    def pause_or_resume(self, clocks: list[domain.Clock], pause: bool, reason: str, now: datetime
+                        ) -> list[domain.ClockChange]:
+        """Pause (with a reason) or resume the running clocks of a dispatch; a resumed due time moves on."""
+        if not clocks:
+            raise ActionRefused(404, "No running clock", "the dispatch has no running clock")
+        share = self.catalogue.yellow_share
+        changes = []
+        for clock in clocks:
+            clock = clock.pause(now) if pause else clock.resume(now)
+            changes.append(domain.ClockChange(clock, clock.next_change(share), reason if pause else None))
+        return changes
+
+    # ------------------------------------------------------------ supervision
+
+    def supervise(self, fx: Outcome, due: list[domain.RunningClock], now: datetime) -> list[domain.ClockChange]:
+        """督办: turn due clocks yellow or red, notify the unit (its dispatch topic) and audit, and at red
+        escalate to the level above. Notice ids derive from (dispatch, clock, colour): a tick repeated
+        after a crash sends nothing twice."""
+        share = self.catalogue.yellow_share
+        changes = []
+        for r in due:
+            clock = r.clock
+            colour = clock.colour_at(now, share)
+            changed = domain.Clock(clock.dispatch_id, clock.kind, clock.started_at, clock.due_at, colour)
+            changes.append(domain.ClockChange(changed, changed.next_change(share)))
+            if colour is clock.colour:
+                continue
+            notice = SupervisionNotice(case_id=r.case_id, dispatch_id=UUID(clock.dispatch_id), unit_id=r.unit_id,
+                                       clock=clock.kind, colour=colour.value, due_at=clock.due_at)
+            seed = (SOURCE, clock.dispatch_id, clock.kind, colour.value)
+            tp = r.traceparent
+            fx.emit(topics.ROUTER_DECISIONS, notice, derive_id(*seed), tp)
+            fx.emit(topics.dispatch_topic(r.unit_kind), notice, derive_id(*seed, "unit"), tp)
+            unit = self.units.get(r.unit_id)
+            superior = domain.superior_of(self.units, unit, r.division_code) if unit else None
+            if colour is domain.ClockColour.RED and superior is not None:
+                fx.emit(topics.ROUTER_DECISIONS, CaseEscalated(
+                    case_id=r.case_id, dispatch_id=UUID(clock.dispatch_id), from_unit_id=r.unit_id,
+                    to_unit_id=superior.id, to_level=superior.level, reason=f"{clock.kind} deadline passed"),
+                    derive_id(*seed, "escalated"), tp)
+                fx.emit(topics.dispatch_topic(superior.kind), notice, derive_id(*seed, "superior"), tp)
+        return changes
+
+
+def case_facts(case: CaseReceived) -> domain.CaseFacts:
+    """What routing reads of a received case (the live router and the what-if replay alike)."""
+    return domain.CaseFacts(f"{case.title} {case.description}", case.category, case.location.division_code,
+                            case.risk_flags, case.received_at, channel=case.channel.value)
+
+
+def triage_reading(p: Prediction) -> str:
+    """The model's own reading of a case: its most probable kind's best item, or out of scope."""
+    if p.kind == OTHER_KIND or p.kind not in p.best_by_kind:
+        return OUT_OF_SCOPE
+    return p.best_by_kind[p.kind].category
+
+
+def _candidates(cands) -> list[TriageCandidate]:
+    return [TriageCandidate(category=c.category, unit_kind=c.unit_kind, probability=c.probability) for c in cands]

@@ -1,0 +1,111 @@
+"""Intake's group writes on a real PostgreSQL: numbers continue across groups and never collide
+between concurrent writers, repeats and retries are recognised across groups, the events go to the
+outbox with the rows, and the submitter's status only moves forward."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from services.intake import domain, handlers
+from services.intake.entry import MIGRATIONS
+from shared.cloudevents import CloudEvent, derive_id, utcnow
+from shared.contracts import CaseRouted, ManualTriageRequired
+from shared.contracts.submissions import CaseSubmission
+from shared.db import create_pool, migrate
+from shared.divisions import load_divisions
+from shared.messaging.consumer import Inbound
+
+POLICY = domain.DuplicatePolicy()
+NOISE = "邻居家每天深夜装修噪音扰民，已经持续一周"
+LAMP = "小区东门路灯坏了好几天，晚上很黑"
+LEAK = "楼上卫生间漏水渗到我家天花板"
+
+
+@pytest.fixture
+async def pool(database_url: str):  # an intake schema of its own per test
+    schema = f"itest_{secrets.token_hex(3)}"
+    await migrate(database_url, schema, MIGRATIONS)
+    p = await create_pool(database_url, schema)
+    yield p
+    await p.close()
+
+
+def _pending(description: str, *, key: str | None = None, division: str = "339901001001") -> domain.Pending:
+    sub = CaseSubmission.model_validate(
+        {"channel": "hotline", "description": description, "location": {"division_code": division}},
+        context={"divisions": load_divisions()})
+    return domain.Pending(sub, key, "clerk-1", None)
+
+
+async def _accept(pool, *group: domain.Pending, now=None) -> list[domain.Outcome]:
+    async with pool.acquire() as conn, conn.transaction():
+        return await handlers.accept_submissions(conn, list(group), now or utcnow(), POLICY)
+
+
+async def test_groups_number_on_link_repeats_and_answer_retries(pool):
+    now = utcnow()
+    noise, lamp = await _accept(pool, _pending(NOISE, key="key-noise-1"), _pending(LAMP), now=now)
+    prefix = domain.case_number_prefix("339901001001", now)
+    assert (noise.case_number, lamp.case_number) == (f"{prefix}-00001", f"{prefix}-00002")
+
+    later = now + timedelta(seconds=1)
+    again, leak, retry, reused = await _accept(
+        pool, _pending(NOISE), _pending(LEAK), _pending(NOISE, key="key-noise-1"), _pending(LEAK, key="key-noise-1"),
+        now=later)
+    assert again.duplicate and (again.case_id, again.case_number) == (noise.case_id, noise.case_number)
+    assert leak.case_number == f"{prefix}-00003" and not leak.duplicate
+    assert retry == domain.Outcome(noise.case_id, noise.case_number, noise.submission_id, replayed=True)
+    assert reused.conflict
+
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT case_id, duplicate_of FROM cases")
+        outbox = await conn.fetch("SELECT event_id, topic FROM outbox ORDER BY seq")
+        last = await conn.fetchval("SELECT last FROM case_number_counters WHERE prefix = $1", prefix)
+    assert len(rows) == 4 and last == 3
+    assert [r["duplicate_of"] for r in rows if r["case_id"] == again.submission_id] == [noise.case_id]
+    assert [r["event_id"] for r in outbox] == [
+        derive_id(domain.SOURCE, noise.case_id, "received"), derive_id(domain.SOURCE, lamp.case_id, "received"),
+        derive_id(domain.SOURCE, leak.case_id, "received"), derive_id(domain.SOURCE, again.submission_id, "duplicate")]
+    assert {r["topic"] for r in outbox} == {"intake.cases"}
+
+
+async def test_concurrent_writers_in_one_county_wait_for_each_other_and_never_share_a_number(pool):
+    now = utcnow()
+    async with pool.acquire() as a, pool.acquire() as b:
+        tx = a.transaction()
+        await tx.start()
+        (first,) = await handlers.accept_submissions(a, [_pending(NOISE, division="339901001001")], now, POLICY)
+
+        async def other() -> list[domain.Outcome]:
+            async with b.transaction():
+                return await handlers.accept_submissions(b, [_pending(LAMP, division="339901001002")], now, POLICY)
+
+        waiting = asyncio.create_task(other())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # the county's counter is locked until the first group commits
+        await tx.commit()
+        (second,) = await asyncio.wait_for(waiting, 10)
+    prefix = domain.case_number_prefix("339901001001", now)
+    assert (first.case_number, second.case_number) == (f"{prefix}-00001", f"{prefix}-00002")
+
+
+def _status_event(event_type: str, case_id: uuid.UUID) -> Inbound:
+    ev = CloudEvent(id=str(uuid.uuid4()), source="/onewindow/router", type=event_type, subject=str(case_id),
+                    time=utcnow(), data={})
+    return Inbound(SimpleNamespace(topic="router.decisions", partition=0, offset=0), ev, None)
+
+
+async def test_the_status_a_submitter_sees_only_moves_forward(pool):
+    (case,) = await _accept(pool, _pending(NOISE))
+    for batch in ([CaseRouted.EVENT_TYPE, ManualTriageRequired.EVENT_TYPE], [ManualTriageRequired.EVENT_TYPE]):
+        async with pool.acquire() as conn, conn.transaction():
+            assert await handlers.project_status(conn, [_status_event(t, case.case_id) for t in batch]) == []
+    async with pool.acquire() as conn:
+        status = await conn.fetchval("SELECT status FROM cases WHERE case_id = $1", case.case_id)
+    assert status == domain.CaseStatus.DISPATCHED
