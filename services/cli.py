@@ -150,7 +150,11 @@ def audit_verify(
     from shared.settings import tool_settings
 
     s = tool_settings()
-    key = s.audit_signing_key.get_secret_value().encode()
+    try:
+        key = s.signing_key()
+    except ValueError as exc:
+        typer.echo(f"onewindow: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> dict:
         pool = await create_pool(s.database_url, schema, min_size=1, max_size=1)
@@ -190,6 +194,12 @@ def dev(
         tokens = {role: f"dev-{role}-{secrets.token_urlsafe(12)}" for role in ("clerk", "operator", "auditor")}
         env["ONEWINDOW_TOKENS"] = json.dumps({t: {"role": r, "subject": f"dev-{r}", "divisions": ["*"]}
                                                for r, t in tokens.items()})
+    if not (os.environ.get("ONEWINDOW_AUDIT_SIGNING_KEY") or os.environ.get("ONEWINDOW_AUDIT_SIGNING_KEY_FILE")):
+        key_file = state_dir / "audit-signing.key"  # one per state directory: its checkpoints stay verifiable
+        if not key_file.is_file():
+            key_file.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+            key_file.chmod(0o600)
+        env["ONEWINDOW_AUDIT_SIGNING_KEY_FILE"] = str(key_file)
     ports = {name: port + port_offset for name, port in devstack.SERVICE_PORTS.items()}
     procs = devstack.service_processes(env, state_dir / "logs", ports=ports)
     # every other `onewindow` command run in the project reads these addresses (explicit variables win)

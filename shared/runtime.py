@@ -174,14 +174,20 @@ def consumer_groups(service: str, handlers: dict[str, BatchHandler]) -> list[top
     return list(party.consumers)
 
 
-def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = None) -> "FastAPI":
-    """The service's ASGI app: lifespan runs the runtime; problem details, health, OTel HTTP spans."""
+# Bodies of the operator and mediator APIs are small JSON documents; intake sets its own limit.
+DEFAULT_MAX_BODY = 64 * 1024
+
+
+def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = None,
+                max_body: int = DEFAULT_MAX_BODY) -> "FastAPI":
+    """The service's ASGI app: lifespan runs the runtime; problem details, health, OTel HTTP spans,
+    and a body limit in front of everything (a large body is refused before authentication reads it)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    from shared.http import add_health, install_problem_handlers
+    from shared.http import BodyLimit, add_health, install_problem_handlers
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -205,4 +211,5 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
 
         return service_document(runtime.service)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    app.add_middleware(BodyLimit, max_bytes=max_body)  # added last: the outermost layer
     return app

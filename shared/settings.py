@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     tokens: dict[str, TokenGrant] = Field(default_factory=dict)
     supervision_interval_seconds: float = 15
     # Audit checkpoints: HMAC key (keep it outside the database) and how often to sign chain heads.
-    audit_signing_key: SecretStr = SecretStr("dev-only-audit-key-change-me")
+    # No built-in default: audit refuses to start without a key (`onewindow dev` makes one for itself).
+    audit_signing_key: SecretStr | None = None
+    audit_signing_key_file: Path | None = None
     audit_key_id: str = "dev"
     audit_checkpoint_seconds: float = 300
     duplicate_window_hours: float = 72
@@ -85,6 +87,17 @@ class Settings(BaseSettings):
             raise ValueError("SASL needs ONEWINDOW_KAFKA_USERNAME and a password (or password file)")
         return {"security_protocol": self.kafka_security_protocol, "sasl_mechanism": self.kafka_sasl_mechanism,
                 "sasl_plain_username": self.kafka_username, "sasl_plain_password": password}
+
+    def signing_key(self) -> bytes:
+        """The audit checkpoints' HMAC key, from the variable or the file; refuses when there is none."""
+        if self.audit_signing_key is not None and self.audit_signing_key.get_secret_value():
+            return self.audit_signing_key.get_secret_value().encode()
+        if self.audit_signing_key_file is not None:
+            key = self.audit_signing_key_file.read_text(encoding="utf-8").strip()
+            if key:
+                return key.encode()
+        raise ValueError("no audit signing key: set ONEWINDOW_AUDIT_SIGNING_KEY or ONEWINDOW_AUDIT_SIGNING_KEY_FILE "
+                         "(there is no built-in default; keep the key outside the database)")
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -283,9 +283,17 @@ RETENTION_MS: dict[str, int] = {
 }
 
 
+# Topics that parties outside OneWindow write: the broker stamps their records' time itself
+# (LogAppendTime), so a sender cannot backdate the time that metrics count on.
+OUTSIDE_WRITTEN = frozenset([SUBMISSIONS, *(t for d in DEPARTMENTS.values() for t in d.produces)])
+
+
 def topic_config(topic: str) -> dict[str, str]:
     """Kafka topic configuration of a OneWindow topic."""
-    return {"retention.ms": str(RETENTION_MS.get(topic, 7 * DAY_MS))}
+    config = {"retention.ms": str(RETENTION_MS.get(topic, 7 * DAY_MS))}
+    if topic in OUTSIDE_WRITTEN:
+        config["message.timestamp.type"] = "LogAppendTime"
+    return config
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics: list[str] | None = None,

@@ -99,6 +99,7 @@ def service_env(kafka_bootstrap: str, database_url: str) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DATABASE_URL": database_url,
         "ONEWINDOW_TOKENS": json.dumps(TOKENS),
+        "ONEWINDOW_AUDIT_SIGNING_KEY": "test-audit-signing-key",
         "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5",
         "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
         "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",

@@ -62,7 +62,7 @@ def build_router(settings: Settings) -> APIRouter:
     """Audit's query API (operators and auditors)."""
     router = APIRouter(prefix="/v1")
     readers = require_roles(settings, "operator", "auditor")
-    key = settings.audit_signing_key.get_secret_value().encode()
+    key = settings.signing_key()
 
     @router.get("/console", include_in_schema=False)
     async def console() -> HTMLResponse:

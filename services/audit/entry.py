@@ -26,7 +26,7 @@ async def backfill(rt: ServiceRuntime) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Audit: every case topic → the hash-chained trace; `deadletter` → dead-letter records; HTTP queries."""
     settings = settings or Settings()
-    key = settings.audit_signing_key.get_secret_value().encode()
+    key = settings.signing_key()  # refuses to build the service without one
 
     async def checkpoint(rt: ServiceRuntime) -> None:
         async with rt.pool.acquire() as conn, conn.transaction():

@@ -5,6 +5,7 @@ domain decide, and saves. Audit takes every event type as it comes, so it has no
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -17,6 +18,12 @@ from shared.telemetry import trace_id_of
 def _as_dict(data: object) -> dict:
     # a summary folds only object data; anything else still counts as an event
     return data if isinstance(data, dict) else {}
+
+
+def broker_time(record) -> datetime | None:
+    """When the broker took the record (Kafka's timestamp in ms), or None when it carries none."""
+    ms = getattr(record, "timestamp", None)
+    return datetime.fromtimestamp(ms / 1000, UTC) if isinstance(ms, int) and ms > 0 else None
 
 
 async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
@@ -36,7 +43,7 @@ async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[
         )
         data_json = record.data_json()
         h = domain.chain_hash(prev, record, data_json)
-        rows.append((record, data_json, prev, h))
+        rows.append((record, data_json, prev, h, broker_time(rec)))
         heads[ev.subject] = (record.seq, h)
         summary = summaries.get(ev.subject) or domain.CaseSummary(case_id=ev.subject)
         summaries[ev.subject] = domain.fold(summary, ev.type, _as_dict(ev.data), ev.time)

@@ -4,6 +4,7 @@ case summaries, dead letters and the command centre's metrics."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from dataclasses import astuple, fields
 from typing import Iterable
 
@@ -32,15 +33,15 @@ async def chain_heads(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict
 
 
 async def append_events(conn: asyncpg.Connection,
-                        rows: list[tuple[TraceRecord, str, bytes | None, bytes]]) -> None:
-    """Append (record, its data as JSON, prev hash, hash) rows in one COPY."""
+                        rows: list[tuple[TraceRecord, str, bytes | None, bytes, datetime | None]]) -> None:
+    """Append (record, its data as JSON, prev hash, hash, broker time) rows in one COPY."""
     await conn.copy_records_to_table(
         "events",
-        columns=EVENT_COLUMNS,
+        columns=[*EVENT_COLUMNS, "broker_time"],
         records=[
             (r.case_id, r.seq, r.event_id, r.source, r.type, r.time, r.topic, r.partition, r.kafka_offset,
-             r.trace_id, data_json, prev, h)
-            for r, data_json, prev, h in rows
+             r.trace_id, data_json, prev, h, broker_time)
+            for r, data_json, prev, h, broker_time in rows
         ],
     )
 
@@ -221,13 +222,17 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> lis
             SELECT case_id, data->>'dispatch_id' AS dispatch_id, data->>'unit_id' AS unit_id,
                    coalesce(data->>'role', 'lead') AS role, data->'location'->>'division_code' AS division,
                    (data->>'acknowledge_by')::timestamptz AS ack_by, (data->>'resolve_by')::timestamptz AS res_by,
-                   time AS at
+                   coalesce(broker_time, time) AS at
             FROM events WHERE type = 'org.onewindow.case.dispatched.v1'
-              AND ($2::timestamptz IS NULL OR time >= $2) AND ($3::timestamptz IS NULL OR time < $3)),
+              AND ($2::timestamptz IS NULL OR coalesce(broker_time, time) >= $2)
+              AND ($3::timestamptz IS NULL OR coalesce(broker_time, time) < $3)),
+        -- a department's acceptance and resolution count when the broker took them, not when it says
         fb AS (
             SELECT data->>'dispatch_id' AS dispatch_id,
-                   min(time) FILTER (WHERE type = 'org.onewindow.dispatch.accepted.v1') AS accepted,
-                   min(time) FILTER (WHERE type = 'org.onewindow.dispatch.resolved.v1') AS resolved,
+                   min(coalesce(broker_time, time)) FILTER (WHERE type = 'org.onewindow.dispatch.accepted.v1')
+                       AS accepted,
+                   min(coalesce(broker_time, time)) FILTER (WHERE type = 'org.onewindow.dispatch.resolved.v1')
+                       AS resolved,
                    count(*) FILTER (WHERE type = 'org.onewindow.dispatch.returned.v1') AS returns
             FROM events WHERE type LIKE 'org.onewindow.dispatch.%' GROUP BY 1),
         esc AS (SELECT data->>'dispatch_id' AS dispatch_id, count(*) AS n FROM events

@@ -66,6 +66,7 @@ class DrillStack:
             "ONEWINDOW_TOKENS": json.dumps({self.clerk: {"role": "clerk", "subject": "drill-clerk", "divisions": ["*"]},
                                             self.operator: {"role": "operator", "subject": "drill-operator",
                                                             "divisions": ["*"]}}),
+            "ONEWINDOW_AUDIT_SIGNING_KEY": secrets.token_urlsafe(32),
             "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5", "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
             "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000", "ONEWINDOW_LOG_LEVEL": "WARNING",
         }

@@ -11,7 +11,6 @@ from services.intake import domain
 from services.intake.api import MAX_BODY, build_router
 from services.intake.handlers import GroupWriter, project_status, submissions_handler
 from shared.divisions import load_divisions
-from shared.http import BodyLimit
 from shared.runtime import ServiceRuntime, service_app
 from shared.settings import Settings
 
@@ -43,9 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         consumers_optional=True,
     )
     router = build_router(settings, divisions)
-    app = service_app(runtime, title="OneWindow intake", routers=[router])
+    app = service_app(runtime, title="OneWindow intake", routers=[router], max_body=MAX_BODY)
     _publish_body_schemas(app, router.extra_schemas)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     return app
 
 

@@ -83,7 +83,7 @@ def test_a_tool_that_cannot_reach_the_broker_says_so_in_one_line(tmp_path: Path)
 
 
 def test_a_tool_pointed_at_another_database_says_so_in_one_line(new_database, tmp_path: Path):
-    env = {**os.environ, "DATABASE_URL": new_database()}
+    env = {**os.environ, "DATABASE_URL": new_database(), "ONEWINDOW_AUDIT_SIGNING_KEY": "k"}
     r = subprocess.run([sys.executable, "-m", "services.cli", "audit", "verify"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("onewindow: the database has no OneWindow tables"), r.stderr

@@ -121,3 +121,55 @@ async def test_duplicate_deliveries_are_recorded_once(store):
     await processor.apply(items)
     await processor.apply(items + _events(case, 2))  # redelivered, and the same events again
     assert await pool.fetchval("SELECT count(*) FROM events WHERE case_id = $1", str(case)) == 2
+
+
+async def test_an_id_pre_claimed_on_a_department_topic_keeps_neither_event_out_of_the_trace(store):
+    """A department copies the source and (derivable) id of a router escalation onto its feedback
+    topic before the router publishes it: the trace keeps the forgery and the real event."""
+    _schema, pool = store
+    from shared.contracts import CaseEscalated
+    from shared.messaging.consumer import BatchProcessor
+
+    case = uuid.uuid4()
+    data = CaseEscalated(case_id=case, dispatch_id=uuid.uuid4(), from_unit_id="police-339901001",
+                         to_unit_id="police-339901", to_level="county", reason="resolve deadline passed")
+    ev = CloudEvent.of(data, source="/onewindow/router", event_id="derived-escalation-id")
+    forged = Inbound(SimpleNamespace(topic="feedback.police", partition=0, offset=7), ev, None)
+    real = Inbound(SimpleNamespace(topic="router.decisions", partition=0, offset=9), ev, None)
+    processor = BatchProcessor(name="audit", pool=pool, producer=None, relay=None, handle=handlers.record_events,
+                               validate_contracts=False, enforce_publishers=False)
+    await processor.apply([forged])
+    await processor.apply([real])
+    await processor.apply([real])  # a redelivery is still recorded once
+    rows = await pool.fetch("SELECT topic FROM events WHERE case_id = $1 ORDER BY seq", str(case))
+    assert [r["topic"] for r in rows] == ["feedback.police", "router.decisions"]
+
+
+async def test_a_backdated_acceptance_counts_when_the_broker_took_it(store):
+    """A unit that signs for a case late cannot claim an earlier time (ce_time): the on-time figure
+    counts the broker's timestamp of the record."""
+    _schema, pool = store
+    from datetime import UTC, datetime, timedelta
+
+    from services.audit import storage
+    from shared.contracts import CaseDispatched, DispatchAccepted, Location
+
+    t0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    ms = lambda t: int(t.timestamp() * 1000)  # noqa: E731
+    case, dispatch = uuid.uuid4(), uuid.uuid4()
+    dispatched = CloudEvent.of(CaseDispatched(
+        case_id=case, case_number="N1", dispatch_id=dispatch, unit_kind="police", unit_id="police-339901001",
+        unit_name="派出所", level="town", category="public_security.violence", title="t", description="d",
+        location=Location(division_code="339901001001"), acknowledge_by=t0 + timedelta(hours=1),
+        resolve_by=t0 + timedelta(days=1)), source="/onewindow/router", event_id=str(uuid.uuid4()), time=t0)
+    late = CloudEvent.of(DispatchAccepted(case_id=case, dispatch_id=dispatch, unit_id="police-339901001"),
+                         source="/departments/police/110", event_id=str(uuid.uuid4()),
+                         time=t0 + timedelta(minutes=10))  # the claim: ten minutes after dispatch
+    await _record(pool, [
+        Inbound(SimpleNamespace(topic="dispatch.police", partition=0, offset=1, timestamp=ms(t0)), dispatched, None),
+        Inbound(SimpleNamespace(topic="feedback.police", partition=0, offset=1,
+                                timestamp=ms(t0 + timedelta(hours=3))), late, None),  # the broker: three hours
+    ])
+    rows = await storage.metrics(pool, "unit", "month", None, None)
+    row = next(r for r in rows if r["key"] == "police-339901001")
+    assert (row["acknowledged_on_time"], row["acknowledge_due"]) == (0, 1)

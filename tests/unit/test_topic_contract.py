@@ -59,3 +59,18 @@ def test_an_id_claimed_on_another_topic_does_not_make_the_real_event_a_repeat():
     forged, real = on("feedback.police"), on("router.decisions")
     assert forged.inbox_key != real.inbox_key
     assert on("router.decisions").inbox_key == real.inbox_key  # a redelivery is still a repeat
+
+
+def test_audit_refuses_to_start_without_a_signing_key(tmp_path, monkeypatch):
+    from services.audit.entry import create_app
+    from shared.settings import Settings
+
+    monkeypatch.delenv("ONEWINDOW_AUDIT_SIGNING_KEY", raising=False)
+    with pytest.raises(ValueError, match="no audit signing key"):
+        create_app(Settings(_env_file=None))
+    empty = tmp_path / "key"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match="no audit signing key"):
+        create_app(Settings(audit_signing_key_file=empty))
+    empty.write_text("a-real-key\n")
+    assert Settings(audit_signing_key_file=empty).signing_key() == b"a-real-key"
