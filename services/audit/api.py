@@ -58,6 +58,11 @@ def feed_item(r) -> dict:
             "clock": data.get("clock"), "colour": data.get("colour")}
 
 
+def jurisdiction(grant: TokenGrant) -> list[str] | None:
+    """The division prefixes a grant may read, or None for city-wide grants ("*")."""
+    return None if "*" in grant.divisions else list(grant.divisions)
+
+
 def build_router(settings: Settings) -> APIRouter:
     """Audit's query API (operators and auditors)."""
     router = APIRouter(prefix="/v1")
@@ -121,12 +126,14 @@ def build_router(settings: Settings) -> APIRouter:
             request.app.state.runtime.pool, case_number=case_number, division=division, unit_id=unit_id,
             holder_unit_id=holder, category=category, status=status, risk_colour=risk_colour,
             supervision=supervision, overdue=overdue, escalated=escalated, since=since, until=until,
-            jurisdiction=None if "*" in grant.divisions else grant.divisions, limit=limit)
+            jurisdiction=jurisdiction(grant), limit=limit)
         return {"cases": [summary_json(storage.summary_of(r)) for r in rows]}
 
     @router.get("/dead-letters", summary="Records a consumer could not process")
     async def dead_letters(request: Request, limit: int = Query(100, ge=1, le=1000),
                            grant: TokenGrant = Depends(readers)) -> dict:
+        if jurisdiction(grant) is not None:  # raw records name no division: city-wide grants only
+            raise Problem(403, "Forbidden", "dead letters are for city-wide operators and auditors")
         rows = await storage.dead_letters(request.app.state.runtime.pool, limit)
         personal = grant.role in PERSONAL_DATA_ROLES
         # an error message may quote the refused input
@@ -134,29 +141,30 @@ def build_router(settings: Settings) -> APIRouter:
                                   "error": r["error"] if personal or not r["error"] else domain.mask_text(r["error"]),
                                   "recorded_at": r["recorded_at"].isoformat()} for r in rows]}
 
-    @router.get("/metrics", summary="On-time, satisfaction, mediation, returns, escalations; with rankings",
-                dependencies=[Depends(readers)])
+    @router.get("/metrics", summary="On-time, satisfaction, mediation, returns, escalations; with rankings")
     async def metrics(
         request: Request,
+        grant: TokenGrant = Depends(readers),
         by: Literal["unit", "town", "county"] = "unit",
         period: Literal["month", "quarter"] = "month",
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> dict:
-        rows = await storage.metrics(request.app.state.runtime.pool, by, period, since, until)
+        rows = await storage.metrics(request.app.state.runtime.pool, by, period, since, until, jurisdiction(grant))
         figures = domain.figures([dict(r) for r in rows])
         return {"by": by, "period": period, "figures": figures, "ranking": domain.ranking(figures)}
 
-    @router.get("/events/stream", summary="Live feed (server-sent events) of newly recorded events",
-                dependencies=[Depends(readers)])
-    async def stream(request: Request, after_id: int | None = Query(None, ge=0)) -> StreamingResponse:
+    @router.get("/events/stream", summary="Live feed (server-sent events) of newly recorded events")
+    async def stream(request: Request, after_id: int | None = Query(None, ge=0),
+                     grant: TokenGrant = Depends(readers)) -> StreamingResponse:
         pool = request.app.state.runtime.pool
+        scope = jurisdiction(grant)
 
         async def events():
             last = after_id if after_id is not None else (await storage.last_event_id(pool) or 0)
             deadline = time.monotonic() + 600  # a feed reconnects every ten minutes at most
             while time.monotonic() < deadline and not await request.is_disconnected():
-                rows = await storage.events_in_order(pool, last, 200)
+                rows = await storage.feed(pool, last, 200, scope)
                 for r in rows:
                     last = r["id"]
                     yield f"id: {r['id']}\ndata: {json.dumps(feed_item(r), ensure_ascii=False)}\n\n"
@@ -166,7 +174,8 @@ def build_router(settings: Settings) -> APIRouter:
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    @router.get("/verify", summary="Recompute every chain and checkpoint", dependencies=[Depends(readers)])
+    @router.get("/verify", summary="Recompute every chain and checkpoint (auditors: the whole store)",
+                dependencies=[Depends(require_roles(settings, "auditor"))])
     async def verify_store(request: Request) -> dict:
         async with request.app.state.runtime.pool.acquire() as conn:
             return await handlers.verify(conn, key)

@@ -191,10 +191,19 @@ def summary_of(r: asyncpg.Record) -> CaseSummary:
 
 
 async def events_in_order(db: Db, after_id: int, limit: int) -> list[asyncpg.Record]:
-    """Events (id, case_id, type, time, data) after an id, in ingestion order: to rebuild projections,
-    and for the live feed."""
+    """Events (id, case_id, type, time, data) after an id, in ingestion order: to rebuild projections."""
     return await db.fetch("SELECT id, case_id, type, time, data FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                             after_id, limit)
+
+
+async def feed(db: Db, after_id: int, limit: int, jurisdiction: list[str] | None) -> list[asyncpg.Record]:
+    """The live feed: events after an id in ingestion order, of cases within the jurisdiction
+    (division prefixes; None = everywhere). Filtered in SQL, before the limit."""
+    return await db.fetch(
+        "SELECT e.id, e.case_id, e.type, e.time, e.data FROM events e"
+        " WHERE e.id > $1 AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM case_summaries s, unnest($3::text[]) j"
+        "   WHERE s.case_id = e.case_id AND s.division LIKE j || '%'))"
+        " ORDER BY e.id LIMIT $2", after_id, limit, jurisdiction)
 
 
 async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
@@ -206,7 +215,8 @@ async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
 _GROUPS = {"unit": "d.unit_id", "town": "left(d.division, 9)", "county": "left(d.division, 6)"}
 
 
-async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> list[asyncpg.Record]:
+async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
+                  jurisdiction: list[str] | None = None) -> list[asyncpg.Record]:
     """Command-centre figures from the trace, per unit, town or county and per month or quarter.
 
     acknowledged on time: accepted by `acknowledge_by`, among dispatches accepted or past that time;
@@ -225,7 +235,9 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> lis
                    coalesce(broker_time, time) AS at
             FROM events WHERE type = 'org.onewindow.case.dispatched.v1'
               AND ($2::timestamptz IS NULL OR coalesce(broker_time, time) >= $2)
-              AND ($3::timestamptz IS NULL OR coalesce(broker_time, time) < $3)),
+              AND ($3::timestamptz IS NULL OR coalesce(broker_time, time) < $3)
+              AND ($4::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($4::text[]) j
+                                                WHERE data->'location'->>'division_code' LIKE j || '%'))),
         -- a department's acceptance and resolution count when the broker took them, not when it says
         fb AS (
             SELECT data->>'dispatch_id' AS dispatch_id,
@@ -266,7 +278,7 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until) -> lis
                LEFT JOIN med ON med.case_id = d.case_id AND med.unit_id = d.unit_id
         GROUP BY 1, 2 ORDER BY 2 DESC, 1
         """,
-        period, since, until,
+        period, since, until, jurisdiction,
     )
 
 
