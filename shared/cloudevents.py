@@ -6,6 +6,7 @@ The Kafka key is the case id (the event's subject) everywhere, so a case's histo
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -123,6 +124,13 @@ def header_map(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, 
     return out
 
 
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | None) -> CloudEvent:
     """Parse a Kafka record in binary mode; raise EnvelopeError when it is not a valid CloudEvent."""
     h = header_map(headers)
@@ -142,9 +150,11 @@ def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, 
     if h.get("content-type", CONTENT_TYPE).split(";")[0].strip() != CONTENT_TYPE:
         raise EnvelopeError("content-type must be application/json")
     try:
-        data = json.loads(value or b"")
+        data = json.loads(value or b"", parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):
-        raise EnvelopeError("value is not JSON") from None
+        raise EnvelopeError("value is not JSON (NaN and infinities are not JSON)") from None
+    if _NUL.search(value or b""):  # PostgreSQL cannot store it: the event would fall out of the trace
+        raise EnvelopeError("value holds a NUL character (\\u0000)")
     if not isinstance(data, dict):
         raise EnvelopeError("data must be a JSON object")
     return CloudEvent(

@@ -27,6 +27,7 @@ class TraceRecord:
     kafka_offset: int
     trace_id: str | None
     data: dict[str, Any]
+    hashed_text: str | None = None  # as stored: the exact data text the hash was computed over
 
     def data_json(self) -> str:
         """The event data in the canonical JSON form (sorted keys, no spaces); stored as is."""
@@ -51,6 +52,7 @@ class TraceRecord:
 
 # One encoder, built once: json.dumps(**options) would build a new encoder for every call.
 _dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
 _string = json.encoder.encode_basestring  # a JSON string literal without \\u-escaping non-ASCII, as above
 
 
@@ -67,7 +69,12 @@ def first_broken(records: Iterable[tuple[TraceRecord, bytes | None, bytes]]) -> 
     prev: bytes | None = None
     expected_seq = 1
     for record, stored_prev, stored_hash in records:
-        if record.seq != expected_seq or stored_prev != prev or chain_hash(prev, record) != stored_hash:
+        text = record.hashed_text
+        # the hash covers the stored text; the queried jsonb must hold the same value (an edit of
+        # either breaks the record), whatever number formatting the database gives back
+        if text is not None and _loads(text) != record.data:
+            return record.seq
+        if record.seq != expected_seq or stored_prev != prev or chain_hash(prev, record, text) != stored_hash:
             return record.seq
         prev = stored_hash
         expected_seq += 1

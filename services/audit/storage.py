@@ -37,10 +37,10 @@ async def append_events(conn: asyncpg.Connection,
     """Append (record, its data as JSON, prev hash, hash, broker time) rows in one COPY."""
     await conn.copy_records_to_table(
         "events",
-        columns=[*EVENT_COLUMNS, "broker_time"],
+        columns=[*EVENT_COLUMNS, "broker_time", "data_text"],
         records=[
             (r.case_id, r.seq, r.event_id, r.source, r.type, r.time, r.topic, r.partition, r.kafka_offset,
-             r.trace_id, data_json, prev, h, broker_time)
+             r.trace_id, data_json, prev, h, broker_time, data_json)
             for r, data_json, prev, h, broker_time in rows
         ],
     )
@@ -60,7 +60,7 @@ def record_of(r: asyncpg.Record) -> TraceRecord:
     return TraceRecord(
         case_id=r["case_id"], seq=r["seq"], event_id=r["event_id"], source=r["source"], type=r["type"],
         time=r["time"], topic=r["topic"], partition=r["partition"], kafka_offset=r["kafka_offset"],
-        trace_id=r["trace_id"], data=json.loads(r["data"]),
+        trace_id=r["trace_id"], data=json.loads(r["data"]), hashed_text=r.get("data_text"),
     )
 
 

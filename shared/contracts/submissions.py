@@ -7,6 +7,7 @@ against the division directory when the caller passes it as validation context
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -98,6 +99,20 @@ class Attachment(BaseModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
+def unstorable(value: object, path: str = "(body)") -> str | None:
+    """Where a JSON value holds what PostgreSQL and the trace cannot keep (a NUL character, NaN or an
+    infinity), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, float):
+        return path if not math.isfinite(value) else None
+    if isinstance(value, dict):
+        return next((w for k, v in value.items() if (w := unstorable(k, path) or unstorable(v, f"{path}.{k}"))), None)
+    if isinstance(value, list):
+        return next((w for i, v in enumerate(value) if (w := unstorable(v, f"{path}[{i}]"))), None)
+    return None
+
+
 SUBMISSION_TYPE = "org.onewindow.case.submission.v1"  # the CloudEvents type of a submission on Kafka
 
 
@@ -117,6 +132,14 @@ class CaseSubmission(BaseModel):
     risk_flags: Annotated[list[RiskFlag], Field(max_length=len(RiskFlag))] = []
     occurred_at: datetime | None = None
     attachments: Annotated[list[Attachment], Field(max_length=20)] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: object) -> object:
+        """NUL characters and NaN or infinite numbers cannot be stored or traced: refused here, at the edge."""
+        if (where := unstorable(data)) is not None:
+            raise ValueError(f"{where}: NUL characters and NaN or infinite numbers are not accepted")
+        return data
 
     @field_validator("occurred_at")
     @classmethod

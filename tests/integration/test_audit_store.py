@@ -100,11 +100,11 @@ async def test_a_rehashed_forgery_breaks_the_signed_checkpoint(store):
 
         row = await conn.fetchrow("SELECT * FROM events WHERE case_id = $1 AND seq = 3", str(case))
         forged = storage.record_of(row)
-        forged = domain.TraceRecord(**{**forged.__dict__, "data": {**forged.data, "note": "伪造"}})
+        forged = domain.TraceRecord(**{**forged.__dict__, "data": {**forged.data, "note": "伪造"}, "hashed_text": None})
+        text = forged.data_json()
         await conn.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
-        await conn.execute("UPDATE events SET data = $2::jsonb, hash = $3 WHERE id = $1", row["id"],
-                           __import__("json").dumps(forged.data, ensure_ascii=False),
-                           domain.chain_hash(row["prev_hash"], forged))
+        await conn.execute("UPDATE events SET data = $2::jsonb, data_text = $4, hash = $3 WHERE id = $1", row["id"],
+                           text, domain.chain_hash(row["prev_hash"], forged, text), text)
         await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
         result = await handlers.verify(conn, KEY)
     assert result["broken"] == [] and result["checkpoints_failing"], "the checkpoint no longer matches"

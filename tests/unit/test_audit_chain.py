@@ -66,3 +66,40 @@ def test_canonical_form_is_sorted_compact_json_of_every_field():
     assert r.canonical() == expected
     assert r.canonical(r.data_json()) == expected
     assert chain_hash(None, r, r.data_json()) == chain_hash(None, r)
+
+
+def test_verification_does_not_depend_on_the_database_number_formatting():
+    import json
+
+    honest = TraceRecord("case-2", 1, "e1", "/src", "t", datetime(2026, 1, 1, tzinfo=UTC), "topic", 0, 1, None,
+                         {"amount": 1e16, "rate": 0.1})
+    text = honest.data_json()  # what was hashed and stored: {"amount":1e+16,...}
+    h = chain_hash(None, honest, text)
+    # jsonb gives the value back in its own form: 10000000000000000
+    as_queried = replace(honest, data=json.loads('{"amount": 10000000000000000, "rate": 0.1}'), hashed_text=text)
+    assert first_broken([(as_queried, None, h)]) is None
+    edited = replace(as_queried, data={"amount": 2e16, "rate": 0.1})  # the queried value changed, the text not
+    assert first_broken([(edited, None, h)]) == 1
+    rewritten = replace(as_queried, hashed_text=text.replace("1e+16", "2e+16"))
+    assert first_broken([(rewritten, None, h)]) == 1
+
+
+def test_nan_infinity_and_nul_are_refused_at_the_edge():
+    import pytest
+
+    from shared.cloudevents import EnvelopeError, decode
+    from shared.contracts.submissions import CaseSubmission
+
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"1"), ("ce_source", b"/departments/police"),
+               ("ce_type", b"org.onewindow.dispatch.progress.v1"), ("ce_time", b"2026-12-01T00:00:00+00:00"),
+               ("ce_subject", b"k")]
+    for value in (b'{"x": NaN}', b'{"x": -Infinity}', b'{"note": "a\\u0000b"}'):
+        with pytest.raises(EnvelopeError):
+            decode(b"k", value, headers)
+    assert decode(b"k", b'{"note": "a\\\\u0000b"}', headers).data == {"note": "a\\u0000b"}  # an escaped backslash
+    body = {"channel": "hotline", "description": "有人打架", "location": {"division_code": "339901001001"}}
+    CaseSubmission.model_validate(body)
+    for bad in ({**body, "description": "有人\x00打架"},
+                {**body, "location": {**body["location"], "coordinates": {"lat": float("nan"), "lon": 120.1}}}):
+        with pytest.raises(ValueError, match="NUL characters and NaN"):
+            CaseSubmission.model_validate(bad)
