@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Iterable, Literal
+
+from shared import personal
 
 
 @dataclass(frozen=True)
@@ -213,9 +214,6 @@ def fold(summary: CaseSummary, event_type: str, data: dict[str, Any], at: dateti
 
 # --- personal data in the trace, masked for roles that may not see it ------------------------------
 
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
-_ID_NUMBER = re.compile(r"(?<![\dA-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dA-Za-z])")
-_LANDLINE = re.compile(r"(?<!\d)(0\d{2,3}-?)(\d{3,4})(\d{4})(?!\d)")
 _PLACE_KEYS = {"address", "grid_id"}
 _COORDINATE_KEYS = {"lat", "lng"}
 # Free text written by people (citizens, clerks, units, mediators): where personal data turns up.
@@ -223,11 +221,7 @@ _COORDINATE_KEYS = {"lat", "lng"}
 _TEXT_KEYS = {"title", "description", "note", "summary", "reason", "outcome", "agreement", "errors"}
 
 
-def mask_text(text: str) -> str:
-    """Mask mobile and landline numbers and resident ID numbers found in free text."""
-    text = _ID_NUMBER.sub(lambda m: m[1] + "*" * 8 + m[3], text)
-    text = _PHONE.sub(lambda m: m[1] + "****" + m[3], text)
-    return _LANDLINE.sub(lambda m: m[1] + "*" * len(m[2]) + m[3], text)
+mask_text = personal.mask_text  # free text, as every service masks it
 
 
 def mask_personal(value: Any, key: str | None = None, in_text: bool = False) -> Any:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Callable, Iterable, Mapping, Sequence
 from uuid import UUID
 
+from shared import personal
 from shared.cloudevents import derive_id
 from shared.contracts import (
     AttachmentRef,
@@ -149,7 +150,7 @@ def received_event(
         case_id=case_id,
         case_number=case_number,
         channel=sub.channel,
-        title=sub.title or sub.description[:30],
+        title=sub.title or personal.masked_cut(sub.description, 30),  # mask before cutting a number in two
         description=sub.description,
         category=sub.category,
         location=Location(

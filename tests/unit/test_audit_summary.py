@@ -79,7 +79,7 @@ def test_free_text_numbers_masked_ids_and_codes_left_alone():
     }
     masked = mask_personal(data)
     assert masked["case_number"] == data["case_number"] and masked["dispatch_id"] == data["dispatch_id"]
-    assert masked["description"] == "我叫张三，手机139****1111"
+    assert masked["description"] == "我叫张*，手机139****1111"
     assert masked["location"] == {"division_code": "339901001002", "address": "西湖…", "lat": 30.27, "lng": 120.16}
     assert masked["agreement"]["terms"] == "王五赔偿2000元，联系188****2222"
     assert masked["people_involved"] == 13812345678  # a number field is not free text
