@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -24,9 +23,11 @@ from pathlib import Path
 import asyncpg
 
 from shared import devstack
+from shared.identity import LocalIssuer
 
 HERE = Path(__file__).parent
-TOKEN = "bench-clerk-" + secrets.token_hex(8)
+ISSUER = LocalIssuer(Path(tempfile.mkdtemp(prefix="onewindow-bench-issuer-")))
+TOKEN = ISSUER.mint("bench", "clerk", ["*"])
 
 
 def wrk(url: str, duration: int, connections: int) -> dict:
@@ -64,7 +65,7 @@ def main() -> None:
     bootstrap, base_dsn, broker = devstack.local_broker_and_database(work)
     dsn = asyncio.run(devstack.create_database(base_dsn, "onewindow_bench"))
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": dsn, "ONEWINDOW_LOG_LEVEL": "WARNING",
-           "ONEWINDOW_TOKENS": json.dumps({TOKEN: {"role": "clerk", "subject": "bench"}})}
+           **ISSUER.env()}
     intake_port, bare_port = devstack.free_port(), devstack.free_port()
     intake = devstack.ServiceProcess("intake", ["run", "intake", "--port", str(intake_port)], env, intake_port,
                                      work / "intake.log").start()

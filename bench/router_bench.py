@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared import devstack, topics
 from shared.cloudevents import CloudEvent, derive_id, utcnow
 from shared.contracts import CaseReceived, Location
+from shared.identity import LocalIssuer
 
 HERE = Path(__file__).parent
 TEXTS = ["小区门口有人打架斗殴", "邻居家漏水引发邻里纠纷", "对方拒不履行判决申请强制执行", "反映征地拆迁补偿问题",
@@ -93,7 +94,7 @@ async def run(args) -> dict:
     dsn = await devstack.create_database(base, "onewindow_bench")
     await topics.ensure_topics(bootstrap, 3, topics.ALL_TOPICS + ["bench.raw-in", "bench.raw-out"])
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": dsn, "ONEWINDOW_LOG_LEVEL": "WARNING",
-           "ONEWINDOW_TOKENS": "{}"}
+           **LocalIssuer(work / "issuer").env()}
     port = devstack.free_port()
     router = devstack.ServiceProcess("router", ["run", "router", "--port", str(port)], env, port,
                                      work / "router.log").start()

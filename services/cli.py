@@ -20,6 +20,7 @@ from services.drill.cli import drill as drill_command
 from services.replay.cli import offsets_app, replay_app
 from services.router.cli import router_app
 from shared import devstack
+from shared.identity import ROLES, LocalIssuer
 from shared.settings import DEV_ENV
 
 app = typer.Typer(help="OneWindow: one window intake, back-office dispatch.", no_args_is_help=True)
@@ -172,6 +173,27 @@ def audit_verify(
 
 
 @app.command()
+def token(
+    role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+    subject: Annotated[str, typer.Option(help="who the token speaks for (a person's or a system's id)")],
+    division: Annotated[list[str], typer.Option(help="a division code prefix it may act in (repeat; * = all)")],
+    unit: Annotated[str | None, typer.Option(help="the unit a department's or unit's system speaks for")] = None,
+    ttl_minutes: Annotated[int, typer.Option(min=1, max=7 * 24 * 60)] = 12 * 60,
+    state_dir: Annotated[Path, typer.Option(help="the state directory of `onewindow dev`")] = Path(".onewindow"),
+) -> None:
+    """Sign a development token with `onewindow dev`'s local issuer (production tokens come from the
+    city's identity provider)."""
+    if role not in ROLES:
+        typer.echo(f"unknown role {role!r}: one of {', '.join(ROLES)}", err=True)
+        raise typer.Exit(2)
+    if not (state_dir / "issuer" / "issuer-key.pem").is_file():
+        typer.echo(f"no local issuer in {state_dir}: start `onewindow dev` there first", err=True)
+        raise typer.Exit(2)
+    issuer = LocalIssuer(state_dir.resolve() / "issuer")
+    typer.echo(issuer.mint(subject, role, division, unit=unit, ttl_seconds=ttl_minutes * 60))
+
+
+@app.command()
 def dev(
     state_dir: Annotated[Path, typer.Option(help="where the embedded PostgreSQL keeps its data")] = Path(".onewindow"),
     broker_port: Annotated[int, typer.Option(min=1, max=65535)] = 9092,
@@ -190,10 +212,11 @@ def dev(
         typer.echo(f"starting PostgreSQL in {state_dir / 'pgdata'} …")
         env["DATABASE_URL"] = devstack.embedded_postgres_dsn(state_dir / "pgdata")
     tokens = {}
-    if not os.environ.get("ONEWINDOW_TOKENS"):
-        tokens = {role: f"dev-{role}-{secrets.token_urlsafe(12)}" for role in ("clerk", "operator", "auditor")}
-        env["ONEWINDOW_TOKENS"] = json.dumps({t: {"role": r, "subject": f"dev-{r}", "divisions": ["*"]}
-                                               for r, t in tokens.items()})
+    if not (os.environ.get("ONEWINDOW_AUTH_ISSUER") or os.environ.get("ONEWINDOW_AUTH_JWKS_URL")):
+        # a local issuer with a key of this state directory; `onewindow token` signs more tokens with it
+        issuer = LocalIssuer(state_dir / "issuer")
+        env.update(issuer.env())
+        tokens = {role: issuer.mint(f"dev-{role}", role, ["*"]) for role in ("clerk", "operator", "auditor")}
     if not (os.environ.get("ONEWINDOW_AUDIT_SIGNING_KEY") or os.environ.get("ONEWINDOW_AUDIT_SIGNING_KEY_FILE")):
         key_file = state_dir / "audit-signing.key"  # one per state directory: its checkpoints stay verifiable
         if not key_file.is_file():

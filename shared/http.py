@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any, Callable
 
@@ -13,7 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.refusals import ActionRefused
-from shared.settings import Settings, TokenGrant
+from shared.identity import InvalidToken, TokenGrant, TokenVerifier
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -80,18 +80,33 @@ def install_problem_handlers(app: FastAPI) -> None:
 _bearer = HTTPBearer(auto_error=False)
 
 
+_verifiers: dict[int, tuple[Settings, TokenVerifier]] = {}
+
+
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """One verifier (and its cache of verified tokens) per settings object; refuses without an issuer."""
+    entry = _verifiers.get(id(settings))
+    if entry is None or entry[0] is not settings:
+        entry = _verifiers[id(settings)] = (settings, TokenVerifier(settings))
+    return entry[1]
+
+
 def require_roles(settings: Settings, *roles: str) -> Callable[..., TokenGrant]:
-    """A dependency that authenticates the bearer token and checks its role."""
+    """A dependency that verifies the bearer JWT (issuer, signature, audience, expiry) and checks its role.
+
+    A plain function on purpose: FastAPI runs it in a worker thread, so fetching the issuer's keys
+    (rarely, when a new key id appears) never blocks the event loop.
+    """
+    verifier = token_verifier(settings)
 
     def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> TokenGrant:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
-        grant = None
-        for token, candidate in settings.tokens.items():
-            if hmac.compare_digest(token.encode(), credentials.credentials.encode()):
-                grant = candidate
-        if grant is None:
-            raise Problem(401, "Invalid token")
+        try:
+            grant = verifier.grant(credentials.credentials)
+        except InvalidToken as e:
+            # the reason (expired, wrong issuer, bad signature) helps an integrator; it reveals no secret
+            raise Problem(401, "Invalid token", str(e)) from None
         if grant.role not in roles:
             raise Problem(403, "Forbidden", f"role {grant.role!r} may not do this")
         return grant

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 # Where `onewindow dev` writes the broker's and the database's addresses (and its tokens) while it
 # runs, for every other `onewindow` command started in the project (relative to the working directory).
 DEV_ENV = Path(".onewindow") / "dev.env"
-
-
-class TokenGrant(BaseModel):
-    """What a bearer token may do: its role and the division codes it may act in ("*" = all; none
-    given = none: grants fail closed)."""
-
-    role: str
-    divisions: list[str] = Field(default_factory=list)
-    subject: str = "anonymous"
 
 
 class Settings(BaseSettings):
@@ -63,8 +53,18 @@ class Settings(BaseSettings):
     outbox_redeliver_seconds: float = Field(default=3600.0, ge=0)
     retry_attempts: int = 3
     retry_backoff_seconds: float = 0.2
-    # token -> grant, as JSON: {"secret": {"role": "clerk", "divisions": ["339901"]}}
-    tokens: dict[str, TokenGrant] = Field(default_factory=dict)
+    # Identity: bearer JWTs from the city's identity provider (an OpenID Connect issuer such as
+    # Keycloak), verified against its JWKS. No issuer configured: the HTTP APIs refuse to start.
+    auth_issuer: str | None = None
+    auth_audience: str = "onewindow"
+    auth_jwks_url: str | None = None  # e.g. https://idp.example/realms/city/protocol/openid-connect/certs
+    auth_jwks_file: Path | None = None
+    auth_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256", "EdDSA"])
+    auth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # where the grant is in the claims (dotted paths; Keycloak: realm_access.roles)
+    auth_role_claim: str = "role"
+    auth_divisions_claim: str = "divisions"
+    auth_unit_claim: str = "unit"
     supervision_interval_seconds: float = 15
     # Audit checkpoints: HMAC key (keep it outside the database) and how often to sign chain heads.
     # No built-in default: audit refuses to start without a key (`onewindow dev` makes one for itself).
@@ -98,13 +98,6 @@ class Settings(BaseSettings):
                 return key.encode()
         raise ValueError("no audit signing key: set ONEWINDOW_AUDIT_SIGNING_KEY or ONEWINDOW_AUDIT_SIGNING_KEY_FILE "
                          "(there is no built-in default; keep the key outside the database)")
-
-    @field_validator("tokens", mode="before")
-    @classmethod
-    def _tokens_from_json(cls, value: object) -> object:
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
-        return value
 
 
 def tool_settings() -> Settings:

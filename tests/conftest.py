@@ -8,7 +8,6 @@ Every test session works in a database of its own.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import tempfile
@@ -20,8 +19,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared import devstack
+from shared.identity import LocalIssuer
 
-TOKENS = {
+# Who the tests act as: a name per grant; each is a JWT signed by the session's own local issuer.
+GRANTS = {
     "clerk-token-0001": {"role": "clerk", "subject": "clerk-1", "divisions": ["*"]},
     "clerk-token-xishan": {"role": "clerk", "subject": "clerk-2", "divisions": ["339902"]},
     "operator-token-0001": {"role": "operator", "subject": "operator-1", "divisions": ["*"]},
@@ -33,16 +34,27 @@ TOKENS = {
     "auditor-token-0001": {"role": "auditor", "subject": "auditor-1", "divisions": ["*"]},
     "operator-token-xishan": {"role": "operator", "subject": "operator-2", "divisions": ["339902"]},
 }
-def _mediator_tokens() -> dict:
+
+
+def _mediator_grants() -> dict:
     from services.mediation.domain import load_directory
 
     return {f"mediator-token-{m.id}": {"role": "mediator", "subject": m.id, "divisions": ["*"]}
             for m in load_directory().mediator}
 
 
-TOKENS.update(_mediator_tokens())
-CLERK = {"Authorization": "Bearer clerk-token-0001"}
-OPERATOR = {"Authorization": "Bearer operator-token-0001"}
+GRANTS.update(_mediator_grants())
+ISSUER = LocalIssuer(Path(tempfile.mkdtemp(prefix="onewindow-test-issuer-")))
+TOKENS = {name: ISSUER.mint(g["subject"], g["role"], g["divisions"]) for name, g in GRANTS.items()}
+
+
+def auth(name: str) -> dict[str, str]:
+    """The Authorization header of a named test grant."""
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
+
+
+CLERK = auth("clerk-token-0001")
+OPERATOR = auth("operator-token-0001")
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +110,7 @@ def service_env(kafka_bootstrap: str, database_url: str) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "DATABASE_URL": database_url,
-        "ONEWINDOW_TOKENS": json.dumps(TOKENS),
+        **ISSUER.env(),
         "ONEWINDOW_AUDIT_SIGNING_KEY": "test-audit-signing-key",
         "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5",
         "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",

@@ -15,7 +15,8 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from services.audit import domain, handlers, storage
 from shared.http import Problem, may_act_in, require_roles
-from shared.settings import Settings, TokenGrant
+from shared.identity import TokenGrant
+from shared.settings import Settings
 
 CONSOLE = Path(__file__).parent / "console" / "index.html"
 # Roles that see personal data in the trace (auditors adjudicate complaints about the record itself);

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import secrets
 import tempfile
 import time
@@ -16,6 +15,7 @@ import asyncpg
 import httpx
 
 from shared import devstack
+from shared.identity import LocalIssuer
 
 TEXTS = [  # each is handled by an external unit the simulator plays: received → … → closed (7 events)
     ("有人在小区门口打架斗殴", "339901001001"),
@@ -43,11 +43,13 @@ class DrillStack:
 
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="onewindow-drill-")))
     simulator: bool = True
-    clerk: str = field(default_factory=lambda: f"drill-clerk-{secrets.token_urlsafe(12)}")
-    operator: str = field(default_factory=lambda: f"drill-operator-{secrets.token_urlsafe(12)}")
 
     def __post_init__(self) -> None:
         (self.work / "logs").mkdir(parents=True, exist_ok=True)
+        # a private token issuer: the drill's clients hold tokens no other stack accepts
+        self.issuer = LocalIssuer(self.work / "issuer")
+        self.clerk = self.issuer.mint("drill-clerk", "clerk", ["*"])
+        self.operator = self.issuer.mint("drill-operator", "operator", ["*"])
         self.broker = devstack.EmbeddedBroker(devstack.free_port(), self.work / "logs" / "broker.log")
         self.pgdata = self.work / "pgdata"
         self.procs: dict[str, devstack.ServiceProcess] = {}
@@ -63,9 +65,7 @@ class DrillStack:
         dsn = self.pg.get_uri()
         self.env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers, "DATABASE_URL": dsn,
-            "ONEWINDOW_TOKENS": json.dumps({self.clerk: {"role": "clerk", "subject": "drill-clerk", "divisions": ["*"]},
-                                            self.operator: {"role": "operator", "subject": "drill-operator",
-                                                            "divisions": ["*"]}}),
+            **self.issuer.env(),
             "ONEWINDOW_AUDIT_SIGNING_KEY": secrets.token_urlsafe(32),
             "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5", "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
             "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000", "ONEWINDOW_LOG_LEVEL": "WARNING",

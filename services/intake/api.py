@@ -16,7 +16,8 @@ from services.intake import domain, storage
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
 from shared.http import Problem, may_act_in, require_roles
-from shared.settings import Settings, TokenGrant
+from shared.identity import TokenGrant
+from shared.settings import Settings
 from shared.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.mediation import domain, handlers, storage
 from shared.cloudevents import utcnow
 from shared.http import Problem, require_roles
-from shared.settings import Settings, TokenGrant
+from shared.identity import TokenGrant
+from shared.settings import Settings
 
 
 class Action(BaseModel):

@@ -16,7 +16,8 @@ from services.router.workflow import RoutingDesk
 from shared.cloudevents import utcnow
 from shared.http import Problem, may_act_in, require_roles
 from shared.refusals import ActionRefused
-from shared.settings import Settings, TokenGrant
+from shared.identity import TokenGrant
+from shared.settings import Settings
 from shared.telemetry import context_from, current_traceparent, tracer
 
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, unique
+from tests.conftest import OPERATOR, auth, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -25,10 +25,10 @@ def test_search_dead_letters_and_verification(stack):
     assert case["case_id"] in {c["case_id"] for c in by_unit["cases"]}
     assert httpx.get(f"{base}/v1/cases", headers=OPERATOR, params={"division": "x"}).status_code == 422
     assert httpx.get(f"{base}/v1/dead-letters", headers=OPERATOR).status_code == 200
-    verified = httpx.get(f"{base}/v1/verify", headers={"Authorization": "Bearer auditor-token-0001"}, timeout=60).json()
+    verified = httpx.get(f"{base}/v1/verify", headers=auth("auditor-token-0001"), timeout=60).json()
     assert verified["intact"] and verified["broken"] == []
     for who in ("clerk-token-0001", "operator-token-0001"):  # the whole store is the auditors' to verify
-        assert httpx.get(f"{base}/v1/verify", headers={"Authorization": f"Bearer {who}"}).status_code == 403
+        assert httpx.get(f"{base}/v1/verify", headers=auth(who)).status_code == 403
 
 
 def test_metrics_by_unit_town_and_county_with_rankings(stack):
@@ -45,8 +45,8 @@ def test_metrics_by_unit_town_and_county_with_rankings(stack):
     assert httpx.get(f"{base}/v1/metrics", headers=OPERATOR, params={"by": "planet"}).status_code == 422
 
 
-AUDITOR = {"Authorization": "Bearer auditor-token-0001"}
-XISHAN_OPERATOR = {"Authorization": "Bearer operator-token-xishan"}
+AUDITOR = auth("auditor-token-0001")
+XISHAN_OPERATOR = auth("operator-token-xishan")
 
 
 def test_holder_masking_per_role_and_jurisdiction(stack):

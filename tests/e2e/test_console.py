@@ -9,7 +9,7 @@ import zlib
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import unique
+from tests.conftest import TOKENS, unique
 
 pytestmark = pytest.mark.e2e
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,7 +34,7 @@ def test_console_live_feed_search_and_screenshot(stack, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{stack.url('audit')}/v1/console")
-            page.fill("#token", "operator-token-0001")
+            page.fill("#token", TOKENS["operator-token-0001"])
             page.click("#connect")
             expect(page.locator("#status")).to_have_text("live", timeout=10_000)
 
@@ -66,7 +66,7 @@ def test_console_live_feed_search_and_screenshot(stack, tmp_path):
 
             denied = browser.new_page()
             denied.goto(f"{stack.url('audit')}/v1/console")
-            denied.fill("#token", "clerk-token-0001")
+            denied.fill("#token", TOKENS["clerk-token-0001"])
             denied.click("#connect")
             expect(denied.locator("#status")).to_have_text("refused: 403", timeout=10_000)
         finally:

@@ -20,9 +20,9 @@ from cloudevents.core.formats.json import JSONFormat
 from confluent_kafka import Producer
 
 from shared import topics
-from shared.cloudevents import EnvelopeError, decode
+from shared.cloudevents import decode
 from shared.contracts import schemas
-from tests.conftest import unique
+from tests.conftest import auth, unique
 from tests.e2e.conftest import FOREIGN_UNIT
 
 pytestmark = pytest.mark.e2e
@@ -139,7 +139,7 @@ def test_refused_feedback_is_explained_on_the_departments_topic_and_changes_noth
     traced = {e["event_id"] for e in stack.timeline(case_id)}
     assert {unknown_type, other_department, other_unit} <= traced, "audit keeps what was sent, refused or not"
     state = __import__("httpx").get(f"{stack.url('router')}/v1/cases/{case_id}",
-                                    headers={"Authorization": "Bearer operator-token-0001"}).json()
+                                    headers=auth("operator-token-0001")).json()
     assert state["status"] == "dispatched", "refused feedback changed nothing"
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def test_dev_brings_the_loop_up_and_ctrl_c_stops_everything(new_database, tmp_path: Path):
     offset = 20000 + os.getpid() % 1000
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "ONEWINDOW_TOKENS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",) and not k.startswith("ONEWINDOW_AUTH_")}
     env["DATABASE_URL"] = new_database()  # its own: the test stack must not share its outboxes
     out = tmp_path / "dev.out"
     proc = subprocess.Popen(
@@ -63,6 +63,15 @@ def test_dev_brings_the_loop_up_and_ctrl_c_stops_everything(new_database, tmp_pa
         history = subprocess.run([sys.executable, "-m", "services.cli", "replay", "case", case_id], cwd=tmp_path,
                                  env=tool_env, capture_output=True, text=True, timeout=120)
         assert "case.received" in history.stdout and "dispatch.resolved" in history.stdout, history.stderr
+
+        # `onewindow token` signs more tokens with the stack's own issuer; a county's operator sees its county only
+        county = subprocess.run([sys.executable, "-m", "services.cli", "token", "--role", "operator", "--subject",
+                                 "op-xishan", "--division", "339902", "--state-dir", str(tmp_path / "state")],
+                                cwd=tmp_path, env=tool_env, capture_output=True, text=True, timeout=60)
+        assert county.returncode == 0, county.stderr
+        seen = httpx.get(f"{audit}/v1/cases/{case_id}", headers={"Authorization": f"Bearer {county.stdout.strip()}"})
+        assert seen.status_code == 404  # a case of 339901 does not exist for 339902's operator
+        assert httpx.get(f"{audit}/v1/cases/{case_id}", headers={"Authorization": f"Bearer {operator}"}).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import unique
+from tests.conftest import CLERK, auth, unique
 
 import uuid
 
@@ -26,10 +26,10 @@ def test_unauthenticated_and_unknown_tokens_get_401_problem(stack):
 
 
 def test_wrong_role_and_outside_jurisdiction_get_403(stack):
-    r = stack.submit(good(), headers={"Authorization": "Bearer auditor-token-0001"})
+    r = stack.submit(good(), headers=auth("auditor-token-0001"))
     assert r.status_code == 403
     outside = good(location={"division_code": "339901001001"})
-    r = stack.submit(outside, headers={"Authorization": "Bearer clerk-token-xishan"})
+    r = stack.submit(outside, headers=auth("clerk-token-xishan"))
     assert r.status_code == 403 and r.json()["title"] == "Outside jurisdiction"
 
 
@@ -45,7 +45,7 @@ def test_invalid_body_lists_every_invalid_field(stack):
 
 def test_not_json_is_a_problem_not_a_crash(stack):
     r = httpx.post(f"{stack.url('intake')}/v1/cases", content=b"\xff\xfe{", headers={
-        "Authorization": "Bearer clerk-token-0001", "content-type": "application/json"})
+        **CLERK, "content-type": "application/json"})
     assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
 
 
@@ -76,7 +76,7 @@ def test_case_numbers_are_unique_under_concurrency(stack):
 def test_submitter_reads_the_case_with_personal_data_masked(stack):
     body = good(reporter={"name": "李四", "phone": "13700001111"})
     case_id = stack.submit(body).json()["case_id"]
-    r = httpx.get(f"{stack.url('intake')}/v1/cases/{case_id}", headers={"Authorization": "Bearer clerk-token-0001"})
+    r = httpx.get(f"{stack.url('intake')}/v1/cases/{case_id}", headers=auth("clerk-token-0001"))
     assert r.status_code == 200
     assert r.json()["submission"]["reporter"] == {"name": "李*", "phone": "137****1111", "id_number": None}
     logs = "".join(p.read_text(errors="replace") for p in stack.log_dir.glob("*.log"))

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import unique
+from tests.conftest import auth, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +23,8 @@ CHANNEL_ROLES = {
 }
 
 
-def _auth(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
+def _auth(name: str) -> dict:
+    return auth(name)
 
 
 def _body(channel: str = "window", text: str | None = None, division: str = "339901001001", **over) -> dict:

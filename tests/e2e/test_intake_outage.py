@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 
 from shared import devstack
 from shared.cloudevents import decode
-from tests.conftest import CLERK, TOKENS, read_topic, unique
+from tests.conftest import CLERK, ISSUER, read_topic, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.e2e
 def test_intake_accepts_while_the_broker_is_down_and_drains_when_it_returns(new_database, workdir):
     broker_port, http_port = devstack.free_port(), devstack.free_port()
     env = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}", "DATABASE_URL": new_database(),
-           "ONEWINDOW_TOKENS": json.dumps(TOKENS), "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5"}
+           **ISSUER.env(), "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5"}
     intake = devstack.ServiceProcess("intake-outage", ["run", "intake", "--port", str(http_port)], env, http_port,
                                      workdir / "logs" / "intake-outage.log").start()
     broker = devstack.EmbeddedBroker(broker_port, workdir / "logs" / "outage-broker.log")

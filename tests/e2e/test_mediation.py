@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 from shared.cloudevents import EnvelopeError, decode
-from tests.conftest import OPERATOR, unique
+from tests.conftest import OPERATOR, auth, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +26,13 @@ def _mediation_of(stack, case_id: str) -> dict:
 
 def _act(stack, m: dict, action: str, **body) -> httpx.Response:
     return httpx.post(f"{stack.url('mediation')}/v1/mediations/{m['mediation_id']}/actions",
-                      headers={"Authorization": f"Bearer mediator-token-{m['mediator_id']}"},
+                      headers=auth(f"mediator-token-{m['mediator_id']}"),
                       json={"action": action, **body}, timeout=10)
 
 
 def _dispute(stack, text: str) -> str:
     r = stack.submit({"channel": "grid", "description": unique(text), "location": {"division_code": "339901001001"}},
-                     headers={"Authorization": "Bearer grid-token-0001"})
+                     headers=auth("grid-token-0001"))
     return r.json()["case_id"]
 
 
@@ -56,7 +56,7 @@ def test_agreement_is_confirmed_by_the_court_and_the_case_closes(stack):
     m = _mediation_of(stack, case_id)
     assert m["committee_id"] == "mediation-339901001001" and m["to_status"] == "assigned"
     mine = httpx.get(f"{stack.url('mediation')}/v1/mediations",
-                     headers={"Authorization": f"Bearer mediator-token-{m['mediator_id']}"}).json()
+                     headers=auth(f"mediator-token-{m['mediator_id']}")).json()
     assert m["mediation_id"] in {x["mediation_id"] for x in mine["mediations"]}
     assert _act(stack, m, "agree", agreement_text="x").status_code == 409  # no session held yet
     for action in ("schedule", "hold", "schedule", "hold"):
@@ -143,4 +143,4 @@ def test_figures_for_the_command_centre(stack):
     assert any(c["agreed"] >= 1 and c["success_rate"] is not None for c in figures["by_committee"])
     assert set(figures) == {"by_committee", "by_level", "by_specialty", "open_by_mediator"}
     assert httpx.get(f"{stack.url('mediation')}/v1/figures",
-                     headers={"Authorization": "Bearer clerk-token-0001"}).status_code == 403
+                     headers=auth("clerk-token-0001")).status_code == 403

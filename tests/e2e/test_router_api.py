@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, unique
+from tests.conftest import OPERATOR, auth, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -74,5 +74,5 @@ def test_callback_unsatisfied_reopens_for_rework(stack):
 def test_router_api_authenticates_and_authorises(stack):
     url = f"{stack.url('router')}/v1/queues/manual"
     assert httpx.get(url).status_code == 401
-    assert httpx.get(url, headers={"Authorization": "Bearer clerk-token-0001"}).status_code == 403
+    assert httpx.get(url, headers=auth("clerk-token-0001")).status_code == 403
     assert httpx.get(f"{stack.url('router')}/v1/queues/everything", headers=OPERATOR).status_code == 422
