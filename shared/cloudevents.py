@@ -41,6 +41,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_ACTOR_TEXT = re.compile(r"[\x21-\x7e]{1,200}")  # visible ASCII: ids, roles and unit codes, never free text
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did what an event records (全程留痕): a person's token subject and role (and unit or office),
+    or, for a machine act, the service itself. Carried as the CloudEvents extension attributes
+    `actor`, `actorrole` and `actorunit` (Kafka headers `ce_actor`, `ce_actorrole`, `ce_actorunit`)."""
+
+    id: str
+    role: str
+    unit: str | None = None
+
+    @classmethod
+    def service(cls, source: str) -> "Actor":
+        """A service acting on its own (routing, supervision, a relay): named by its source."""
+        return cls(id=source, role="service")
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The actor's binary-mode headers."""
+        h = [("ce_actor", self.id.encode()), ("ce_actorrole", self.role.encode())]
+        if self.unit:
+            h.append(("ce_actorunit", self.unit.encode()))
+        return h
+
+    def as_json(self) -> dict[str, str]:
+        """The actor as the trace shows it."""
+        return {"id": self.id, "role": self.role, **({"unit": self.unit} if self.unit else {})}
+
+
 @dataclass(frozen=True, slots=True)
 class CloudEvent:
     """One event as it travels on Kafka."""
@@ -53,10 +83,13 @@ class CloudEvent:
     data: dict[str, Any]
     traceparent: str | None = None
     extra_headers: tuple[tuple[str, bytes], ...] = field(default=())
+    actor: Actor | None = None
 
     @classmethod
-    def of(cls, data: Contract, *, source: str, event_id: str, time: datetime | None = None) -> "CloudEvent":
-        """Wrap a contract model as an event about its subject (a case id for case events)."""
+    def of(cls, data: Contract, *, source: str, event_id: str, time: datetime | None = None,
+           actor: Actor | None = None) -> "CloudEvent":
+        """Wrap a contract model as an event about its subject (a case id for case events), done by
+        `actor` (the service itself when none is given)."""
         return cls(
             id=event_id,
             source=source,
@@ -64,6 +97,7 @@ class CloudEvent:
             subject=data.subject(),
             time=time or utcnow(),
             data=data.model_dump(mode="json"),
+            actor=actor or Actor.service(source),
         )
 
     def with_traceparent(self, traceparent: str | None) -> "CloudEvent":
@@ -89,6 +123,8 @@ class CloudEvent:
             ("ce_subject", self.subject.encode()),
             ("content-type", CONTENT_TYPE.encode()),
         ]
+        if self.actor is not None:
+            h.extend(self.actor.headers())
         if self.traceparent:
             h.append(("traceparent", self.traceparent.encode()))
         h.extend(self.extra_headers)
@@ -157,6 +193,12 @@ def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, 
         raise EnvelopeError("value holds a NUL character (\\u0000)")
     if not isinstance(data, dict):
         raise EnvelopeError("data must be a JSON object")
+    actor = None
+    if h.get("ce_actor") or h.get("ce_actorrole"):
+        parts = [h.get("ce_actor", ""), h.get("ce_actorrole", "")] + ([h["ce_actorunit"]] if "ce_actorunit" in h else [])
+        if not all(_ACTOR_TEXT.fullmatch(p) for p in parts):
+            raise EnvelopeError("ce_actor and ce_actorrole (and ce_actorunit) must be 1-200 visible ASCII characters")
+        actor = Actor(h["ce_actor"], h["ce_actorrole"], h.get("ce_actorunit"))
     return CloudEvent(
         id=h["ce_id"],
         source=h["ce_source"],
@@ -165,4 +207,5 @@ def decode(key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, 
         time=time,
         data=data,
         traceparent=h.get("traceparent"),
+        actor=actor,
     )

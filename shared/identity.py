@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, Field
 
+from shared.cloudevents import Actor
 from shared.settings import Settings
 
 # The roles OneWindow knows; a token's role claim may be a list (Keycloak realm roles): the first
@@ -185,3 +186,8 @@ class LocalIssuer:
         if unit:
             payload["unit"] = unit
         return jwt.encode(payload, self.key, algorithm="ES256", headers={"kid": self.kid})
+
+
+def actor_of(grant: TokenGrant) -> Actor:
+    """The author an authenticated act records on the events it causes (never taken from a body)."""
+    return Actor(id=grant.subject, role=grant.role, unit=grant.unit)

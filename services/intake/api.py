@@ -16,7 +16,7 @@ from services.intake import domain, storage
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
 from shared.http import Problem, may_act_in, require_roles
-from shared.identity import TokenGrant
+from shared.identity import TokenGrant, actor_of
 from shared.settings import Settings
 from shared.telemetry import current_traceparent
 
@@ -71,7 +71,7 @@ def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
         if not may_act_in(grant, submission.location.division_code):
             raise Problem(403, "Outside jurisdiction", "this token may not submit cases for that division")
         outcome = await request.app.state.writer.submit(
-            domain.Pending(submission, idempotency_key, grant.subject, current_traceparent())
+            domain.Pending(submission, idempotency_key, grant.subject, current_traceparent(), actor=actor_of(grant))
         )
         if outcome.conflict:
             raise Problem(422, "Idempotency key reused", "this Idempotency-Key was used for a different submission",

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from uuid import UUID
 
 from shared import personal
-from shared.cloudevents import derive_id
+from shared.cloudevents import Actor, derive_id
 from shared.contracts import (
     AttachmentRef,
     CaseClosed,
@@ -184,6 +184,7 @@ class Pending:
     submitted_by: str
     traceparent: str | None
     submission_ref: str | None = None
+    actor: Actor | None = None  # who submitted it, recorded on the events it causes
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,7 @@ class Announcement:
     fact: CaseReceived | CaseDuplicateReported
     event_id: str
     traceparent: str | None
+    actor: Actor | None = None
 
 
 @dataclass(frozen=True)
@@ -335,11 +337,11 @@ def plan_group(
     announcements = [
         Announcement(received_event(c.case_id, c.case_number, c.pending.submission, received_at,
                                     c.pending.submission_ref),
-                     derive_id(SOURCE, c.case_id, "received"), c.pending.traceparent)
+                     derive_id(SOURCE, c.case_id, "received"), c.pending.traceparent, c.pending.actor)
         for c in new_cases
     ] + [
         Announcement(duplicate_event(r, received_at), derive_id(SOURCE, r.submission_id, "duplicate"),
-                     r.pending.traceparent)
+                     r.pending.traceparent, r.pending.actor)
         for r in repeats
     ]
     return GroupPlan(received_at, new_cases, repeats, numbers, announcements, outcomes)

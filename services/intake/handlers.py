@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from services.intake import domain, storage
 from shared import topics
-from shared.cloudevents import derive_id, utcnow
+from shared.cloudevents import Actor, derive_id, utcnow
 from shared.contracts import SubmissionRejected
 from shared.contracts.submissions import SUBMISSION_TYPE
 from shared.divisions import DivisionDirectory
@@ -36,7 +36,7 @@ async def accept_submissions(conn: asyncpg.Connection, group: list[domain.Pendin
     plan = domain.plan_group(group, earlier, candidates, last_numbers, now, policy)
     events = Emitter(domain.SOURCE)
     for a in plan.announcements:
-        events.emit(topics.CASES_RECEIVED, a.fact, a.event_id, a.traceparent, time=now)
+        events.emit(topics.CASES_RECEIVED, a.fact, a.event_id, a.traceparent, time=now, actor=a.actor)
     await storage.write_plan(conn, plan, events.out)
     return plan.outcomes
 
@@ -131,8 +131,9 @@ def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePo
                 errors = [{"field": ".".join(map(str, e["loc"])), "detail": e["msg"]} for e in exc.errors()]
                 refuse(item, errors, f"invalid submission: {errors}"[:2000])
                 continue
+            # the submitting system is the author (its topic's ACL and contract vouch for its source)
             pending.append(domain.Pending(submission, f"kafka:{ev.source}:{ev.id}", ev.source, item.traceparent,
-                                          submission_ref=ev.id))
+                                          submission_ref=ev.id, actor=Actor(ev.source, "department")))
         if pending:
             await accept_submissions(conn, pending, utcnow(), policy)
         await add_records_to_outbox(conn, dead)

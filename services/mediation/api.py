@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.mediation import domain, handlers, storage
 from shared.cloudevents import utcnow
 from shared.http import Problem, require_roles
-from shared.identity import TokenGrant
+from shared.identity import TokenGrant, actor_of
 from shared.settings import Settings
 
 
@@ -55,7 +55,7 @@ def build_api(settings: Settings, directory: domain.Directory) -> APIRouter:
         runtime = request.app.state.runtime
         async with runtime.pool.acquire() as conn, conn.transaction():
             m = await handlers.act(conn, mediation_id, grant.subject, body.action, utcnow(), note=body.note,
-                                   agreement=agreement, next_step=body.next_step)
+                                   agreement=agreement, next_step=body.next_step, actor=actor_of(grant))
         runtime.relay.wake()
         return _view(m)
 

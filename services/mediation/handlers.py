@@ -15,7 +15,7 @@ import asyncpg
 from services.mediation import domain, storage
 from services.mediation.domain import Status
 from shared import topics
-from shared.cloudevents import derive_id, utcnow
+from shared.cloudevents import Actor, derive_id, utcnow
 from shared.contracts import (
     CaseDispatched,
     ConfirmationDecided,
@@ -140,9 +140,11 @@ def handle_batch_with(mediation: Mediation):
 
 
 async def act(conn: asyncpg.Connection, mediation_id: str, mediator_id: str | None, action: str, now: datetime,
-              *, note: str | None = None, agreement: dict | None = None, next_step: str | None = None) -> domain.Mediation:
+              *, note: str | None = None, agreement: dict | None = None, next_step: str | None = None,
+              actor: Actor | None = None) -> domain.Mediation:
     """A mediator's action on a mediation: schedule, hold, agree, fail, withdraw, extend, confirm
-    (`mediator_id` None: the time limit's own "expire").
+    (`mediator_id` None: the time limit's own "expire"), recorded as done by `actor` (default: the
+    mediator, or the service for the time limit).
 
     The outcomes tell the router (for dispatched cases) or the court (for referrals). Raises
     ActionRefused: 404 for another mediator's or no mediation, 409 when its state does not allow it."""
@@ -155,7 +157,7 @@ async def act(conn: asyncpg.Connection, mediation_id: str, mediator_id: str | No
         record = domain.apply_action(m, action, now, note=note, agreement=agreement)
     except domain.IllegalTransition as exc:
         raise ActionRefused(409, "Not allowed now", str(exc)) from None
-    fx = Emitter(SOURCE)
+    fx = Emitter(SOURCE, actor=actor or (Actor(mediator_id, "mediator") if mediator_id else None))
     _transitioned(fx, m, record, tp)
     _tell_others(fx, m, row, record, next_step, tp)
     await storage.save(conn, m, now)

@@ -16,7 +16,7 @@ from services.router.workflow import RoutingDesk
 from shared.cloudevents import utcnow
 from shared.http import Problem, may_act_in, require_roles
 from shared.refusals import ActionRefused
-from shared.identity import TokenGrant
+from shared.identity import TokenGrant, actor_of
 from shared.settings import Settings
 from shared.telemetry import context_from, current_traceparent, tracer
 
@@ -99,12 +99,12 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
     @api.post("/cases/{case_id}/callback", summary="Record the citizen's satisfaction (回访)")
     async def callback(case_id: UUID, body: Callback, request: Request, grant=Depends(callers)) -> dict:
         return _view(await _run(request, grant, case_id, lambda conn, tp: record_callback(
-            conn, desk, case_id, body.satisfied, body.note, tp), "router.callback"))
+            conn, desk, case_id, body.satisfied, body.note, tp, actor_of(grant)), "router.callback"))
 
     @api.post("/cases/{case_id}/dispatch", summary="Dispatch from the manual queue, or reassign")
     async def dispatch(case_id: UUID, body: ManualDispatch, request: Request, grant=Depends(operators)) -> dict:
         return _view(await _run(request, grant, case_id, lambda conn, tp: manual_dispatch(
-            conn, desk, case_id, body.category, body.unit_id, grant.subject, tp), "router.manual_dispatch"))
+            conn, desk, case_id, body.category, body.unit_id, tp, actor_of(grant)), "router.manual_dispatch"))
 
     @api.post("/dispatches/{dispatch_id}/{verb}", summary="Pause or resume a dispatch's deadline clocks")
     async def clocks(dispatch_id: UUID, verb: Literal["pause", "resume"], body: ClockAction, request: Request,

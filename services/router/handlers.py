@@ -16,7 +16,7 @@ from services.router import domain, storage
 from services.router.triage import Prediction
 from services.router.workflow import SOURCE, Cause, EventRefused, RoutingDesk
 from shared import topics
-from shared.cloudevents import CloudEvent, derive_id
+from shared.cloudevents import Actor, CloudEvent, derive_id
 from shared.contracts import (
     CaseDuplicateReported,
     CaseReceived,
@@ -122,19 +122,19 @@ def explain_refused_feedback(record, error: str):
 
 
 async def record_callback(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, satisfied: bool,
-                          note: str | None, traceparent: str | None) -> domain.RoutingState:
+                          note: str | None, traceparent: str | None, actor: Actor) -> domain.RoutingState:
     """回访: satisfied closes the case; unsatisfied reopens it for rework (重办), the second time escalated."""
-    fx = Effects(states=await storage.load_states(conn, [str(case_id)]))
+    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
     state = desk.record_callback(fx, fx.states.get(str(case_id)), satisfied, note, traceparent)
     await fx.commit(conn)
     return state
 
 
 async def manual_dispatch(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, category: str,
-                          unit_id: str | None, operator: str, traceparent: str | None) -> domain.RoutingState:
+                          unit_id: str | None, traceparent: str | None, actor: Actor) -> domain.RoutingState:
     """An operator dispatches a case from the manual queue, or reassigns an open one."""
-    fx = Effects(states=await storage.load_states(conn, [str(case_id)]))
-    state = desk.manual_dispatch(fx, fx.states.get(str(case_id)), category, unit_id, operator, traceparent)
+    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
+    state = desk.manual_dispatch(fx, fx.states.get(str(case_id)), category, unit_id, actor.id, traceparent)
     await fx.commit(conn)
     return state
 

@@ -15,7 +15,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import topics
-from shared.cloudevents import CloudEvent, ContractError, EnvelopeError, decode, derive_id
+from shared.cloudevents import Actor, CloudEvent, ContractError, EnvelopeError, decode, derive_id
 from shared.contracts import (
     CaseDispatched,
     ConfirmationDecided,
@@ -39,7 +39,8 @@ def feedback(dispatch: CaseDispatched, step: str, traceparent: str | None) -> Re
     common = {"case_id": dispatch.case_id, "dispatch_id": dispatch.dispatch_id, "unit_id": dispatch.unit_id}
     data = (DispatchAccepted(**common, note="已签收") if step == "accepted"
             else DispatchResolved(**common, summary="已处置完毕（模拟）"))
-    ev = CloudEvent.of(data, source=source, event_id=derive_id(source, dispatch.dispatch_id, step))
+    ev = CloudEvent.of(data, source=source, event_id=derive_id(source, dispatch.dispatch_id, step),
+                       actor=Actor(source, "department", dispatch.unit_id))
     return _record(dispatch, ev, traceparent)
 
 
@@ -48,7 +49,8 @@ def confirmation(request: MediationToCourt, traceparent: str | None) -> Record:
     source = "/departments/court/simulator"
     data = ConfirmationDecided(case_id=request.case_id, mediation_id=request.mediation_id, confirmed=True,
                                note="经审查，调解协议符合确认条件（模拟）")
-    ev = CloudEvent.of(data, source=source, event_id=derive_id(source, request.mediation_id, "confirmation"))
+    ev = CloudEvent.of(data, source=source, event_id=derive_id(source, request.mediation_id, "confirmation"),
+                       actor=Actor(source, "department"))
     ev = ev.with_traceparent(traceparent)
     return Record(topics.COURT_REFERRALS, ev.key(), ev.value(), ev.headers(), traceparent, ev.id)
 

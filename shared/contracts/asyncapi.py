@@ -40,6 +40,14 @@ HEADERS = {
         "ce_subject": {"type": "string", "description": "the case id (= the Kafka key)"},
         "content-type": {"type": "string", "const": "application/json"},
         "traceparent": {"type": "string", "description": "W3C trace context"},
+        "ce_actor": {"type": "string", "pattern": "^[!-~]{1,200}$",
+                     "description": "extension: who did what the event records (a person's token subject; "
+                                    "for a machine act the service's source)"},
+        "ce_actorrole": {"type": "string", "pattern": "^[!-~]{1,200}$",
+                         "description": "extension: the actor's role (operator, hotline, mediator, department, "
+                                        "service, ...)"},
+        "ce_actorunit": {"type": "string", "pattern": "^[!-~]{1,200}$",
+                         "description": "extension: the unit or office the actor acts for, when known"},
     },
 }
 DEAD_LETTER_MESSAGE = {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import asyncpg
 
-from shared.cloudevents import CloudEvent
+from shared.cloudevents import Actor, CloudEvent
 from shared.messaging.producer import EventProducer, Record
 
 if TYPE_CHECKING:
@@ -44,11 +44,14 @@ class Emitter:
 
     source: str
     out: list[Outgoing] = field(default_factory=list)
+    # who acts: the authenticated person for an HTTP act; None = the service itself (a machine act)
+    actor: Actor | None = None
 
     def emit(self, topic: str, data: "Contract", event_id: str, traceparent: str | None,
-             time: datetime | None = None) -> None:
-        """Add an event on `topic` (written to the outbox with the state it belongs to)."""
-        ev = CloudEvent.of(data, source=self.source, event_id=event_id, time=time)
+             time: datetime | None = None, actor: Actor | None = None) -> None:
+        """Add an event on `topic` (written to the outbox with the state it belongs to), done by
+        `actor` (default: the emitter's, else the service itself)."""
+        ev = CloudEvent.of(data, source=self.source, event_id=event_id, time=time, actor=actor or self.actor)
         self.out.append(Outgoing(topic, ev.with_traceparent(traceparent)))
 
 

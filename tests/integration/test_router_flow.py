@@ -16,7 +16,7 @@ import pytest
 from services.router import domain, handlers, triage
 from services.router.workflow import RoutingDesk
 from services.router.entry import MIGRATIONS
-from shared.cloudevents import CloudEvent, derive_id, utcnow
+from shared.cloudevents import Actor, CloudEvent, derive_id, utcnow
 from shared.contracts import (
     CaseReceived,
     DispatchAccepted,
@@ -30,6 +30,7 @@ from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound, Reject
 from shared.refusals import ActionRefused
 
+HOTLINE = Actor("hotline-7", "hotline")
 ROUTER = RoutingDesk(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
 FIGHT, LEAK, TRAFFIC = ("public_security.violence.fight", "dispute.neighbourhood.water_leak",
                         "dispute.traffic.compensation")
@@ -66,11 +67,15 @@ async def _state(pool, case_id) -> domain.RoutingState:
         return (await storage.load_states(conn, [str(case_id)]))[str(case_id)]
 
 
-async def _outbox_types(pool) -> list[str]:
+async def _outbox_headers(pool) -> list[dict[str, str]]:
     import base64
 
     rows = await pool.fetch("SELECT headers FROM outbox ORDER BY seq")
-    return [base64.b64decode(v).decode() for r in rows for k, v in json.loads(r["headers"]) if k == "ce_type"]
+    return [{k: base64.b64decode(v).decode() for k, v in json.loads(r["headers"])} for r in rows]
+
+
+async def _outbox_types(pool) -> list[str]:
+    return [h["ce_type"] for h in await _outbox_headers(pool)]
 
 
 def _case(text: str, division: str = "339901001001", flags=(), category=None) -> CaseReceived:
@@ -174,16 +179,16 @@ async def test_callback_closes_or_reopens_for_rework_then_escalates(pool):
     first = await resolve_lead()
     async with pool.acquire() as conn, conn.transaction():
         with pytest.raises(ActionRefused):  # no callback before the resolution...
-            await handlers.record_callback(conn, ROUTER, uuid.uuid4(), True, None, None)
-        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "还是很吵", None)
+            await handlers.record_callback(conn, ROUTER, uuid.uuid4(), True, None, None, HOTLINE)
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "还是很吵", None, HOTLINE)
     assert state.status is domain.CaseStatus.DISPATCHED and state.lead.unit_id == first.unit_id  # 重办
     await resolve_lead()
     async with pool.acquire() as conn, conn.transaction():
-        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "仍未解决", None)
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "仍未解决", None, HOTLINE)
     assert state.lead.unit_id == "police-339901" and state.reopened == 2  # escalated a level up
     await resolve_lead()
     async with pool.acquire() as conn, conn.transaction():
-        state = await handlers.record_callback(conn, ROUTER, case.case_id, True, None, None)
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, True, None, None, HOTLINE)
     assert state.status is domain.CaseStatus.CLOSED
     types = [t for t in await _outbox_types(pool) if "callback" in t or "reopened" in t or "escalated" in t
              or "closed" in t]
@@ -191,6 +196,12 @@ async def test_callback_closes_or_reopens_for_rework_then_escalates(pool):
                      "org.onewindow.case.callback_recorded.v1", "org.onewindow.case.reopened.v1",
                      "org.onewindow.case.escalated.v1", "org.onewindow.case.callback_recorded.v1",
                      "org.onewindow.case.closed.v1"]
+    # every event of the act names who did it; what the router did on its own names the router
+    by_type = [(h["ce_type"], h.get("ce_actor"), h.get("ce_actorrole")) for h in await _outbox_headers(pool)]
+    assert {(a, r) for t, a, r in by_type if "callback" in t or "closed" in t or "escalated" in t} == {
+        ("hotline-7", "hotline")}
+    first_routing = next((a, r) for t, a, r in by_type if t.endswith("case.routed.v1"))
+    assert first_routing == ("/onewindow/router", "service")
 
 
 async def test_free_text_is_routed_by_the_model_and_explained(pool):
@@ -218,9 +229,9 @@ async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
     assert (await _state(pool, case.case_id)).status is domain.CaseStatus.MANUAL
     async with pool.acquire() as conn, conn.transaction():
         with pytest.raises(ActionRefused, match="not in catalogue"):
-            await handlers.manual_dispatch(conn, router, case.case_id, "no.such", None, "op", None)
+            await handlers.manual_dispatch(conn, router, case.case_id, "no.such", None, None, Actor("op", "operator"))
         state = await handlers.manual_dispatch(conn, router, case.case_id, "petition.officials.inaction", None,
-                                               "op-7", None)
+                                               None, Actor("op-7", "operator"))
     assert state.status is domain.CaseStatus.DISPATCHED and state.lead.unit_id == "petition-339901"
     rows = await pool.fetch("SELECT value FROM outbox ORDER BY seq")
     corrections = [json.loads(r["value"]) for r in rows if b'"correction"' in r["value"]]
@@ -230,8 +241,8 @@ async def test_manual_dispatch_from_the_queue_is_a_labelled_example(pool):
     assert corrections[0]["model_reading"] == proposed and corrections[0]["model_version"] == ROUTER.model.version
     # a reassignment to another matter is a correction too; to the same matter (another unit) it is not
     async with pool.acquire() as conn, conn.transaction():
-        await handlers.manual_dispatch(conn, router, case.case_id, "petition.officials.inaction", None, "op-7", None)
-        await handlers.manual_dispatch(conn, router, case.case_id, "petition.welfare.subsistence", None, "op-8", None)
+        await handlers.manual_dispatch(conn, router, case.case_id, "petition.officials.inaction", None, None, Actor("op-7", "operator"))
+        await handlers.manual_dispatch(conn, router, case.case_id, "petition.welfare.subsistence", None, None, Actor("op-8", "operator"))
     rows = await pool.fetch("SELECT value FROM outbox ORDER BY seq")
     corrections = [json.loads(r["value"]) for r in rows if b'"correction"' in r["value"]]
     assert [(c["correction"], c["predicted_category"], c["predicted_by"], c["corrected_category"])

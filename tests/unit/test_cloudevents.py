@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.cloudevents import CloudEvent, ContractError, EnvelopeError, decode, derive_id
+from shared.cloudevents import Actor, CloudEvent, ContractError, EnvelopeError, decode, derive_id
 from shared.contracts import DispatchAccepted
 
 
@@ -68,3 +68,24 @@ def test_unknown_type_and_invalid_data_are_contract_errors():
 def test_derived_ids_are_deterministic():
     assert derive_id("a", 1, "x") == derive_id("a", 1, "x")
     assert derive_id("a", 1, "x") != derive_id("a", 1, "y")
+
+
+def test_the_actor_travels_as_extension_attributes():
+    ev = CloudEvent.of(DispatchAccepted(case_id=uuid.uuid4(), dispatch_id=uuid.uuid4(), unit_id="police-339901001"),
+                       source="/departments/police/110", event_id="e-1",
+                       actor=Actor("officer-0423", "department", "police-339901001"))
+    h = dict(ev.headers())
+    assert (h["ce_actor"], h["ce_actorrole"], h["ce_actorunit"]) == (b"officer-0423", b"department",
+                                                                      b"police-339901001")
+    assert decode(ev.key(), ev.value(), ev.headers()).actor == ev.actor
+    machine = CloudEvent.of(DispatchAccepted(case_id=uuid.uuid4(), dispatch_id=uuid.uuid4(), unit_id="u"),
+                            source="/onewindow/router", event_id="e-2")
+    assert machine.actor == Actor("/onewindow/router", "service")
+
+
+@pytest.mark.parametrize("actor", ["", "张三", "a b", "x" * 201])
+def test_an_actor_that_is_not_an_identifier_is_an_envelope_error(actor):
+    ev = CloudEvent.of(DispatchAccepted(case_id=uuid.uuid4(), dispatch_id=uuid.uuid4(), unit_id="u"), source="s", event_id="e")
+    headers = [(k, v) for k, v in ev.headers() if k != "ce_actor"] + [("ce_actor", actor.encode())]
+    with pytest.raises(EnvelopeError, match="ce_actor"):
+        decode(ev.key(), ev.value(), headers)
