@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from shared.contracts.events import (
     CallbackRecorded,
     CaseClosed,
+    CaseClosedDirectly,
     CaseDispatched,
+    CaseMerged,
+    CaseRefused,
+    ClockPaused,
+    ClockResumed,
+    DispatchUrged,
+    ExtensionDecided,
+    ExtensionRequested,
+    ResolutionReviewed,
     CaseDuplicateReported,
     CaseEscalated,
     CaseReceived,
@@ -73,8 +82,9 @@ ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPIC
 # ACL script (deploy/kafka-acls.sh) and the topic table of docs/events.md.
 
 FEEDBACK_TYPES = [m.EVENT_TYPE for m in (DispatchAccepted, DispatchProgress, DispatchReturned, DispatchTransferred,
-                                         DispatchResolved)]
-DISPATCH_TYPES = [CaseDispatched.EVENT_TYPE, SupervisionNotice.EVENT_TYPE]
+                                         DispatchResolved, ExtensionRequested)]
+DISPATCH_TYPES = [m.EVENT_TYPE for m in (CaseDispatched, SupervisionNotice, DispatchUrged, ExtensionDecided,
+                                         ResolutionReviewed)]
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,8 @@ PUBLISHERS: dict[str, Publishers] = {
                                                              CaseDuplicateReported.EVENT_TYPE)),
     ROUTER_DECISIONS: Publishers((service_source("router"),), tuple(m.EVENT_TYPE for m in (
         CaseRouted, ManualTriageRequired, TriageCorrected, SupervisionNotice, CaseEscalated, CallbackRecorded,
-        CaseReopened, CaseClosed))),
+        CaseReopened, CaseClosed, CaseClosedDirectly, CaseRefused, CaseMerged, ResolutionReviewed, DispatchUrged,
+        ClockPaused, ClockResumed, ExtensionDecided))),
     MEDIATION_EVENTS: Publishers((service_source("mediation"),), (MediationTransitioned.EVENT_TYPE,)),
     COURT_REFERRALS: Publishers((department_source(UnitKind.COURT),), (CourtReferral.EVENT_TYPE,
                                                                        ConfirmationDecided.EVENT_TYPE)),

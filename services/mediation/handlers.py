@@ -28,6 +28,7 @@ from shared.contracts import (
     MediationTransitioned,
     SupervisionNotice,
 )
+from shared.contracts.events import DispatchUrged, ExtensionDecided, ResolutionReviewed
 from shared.messaging.consumer import Inbound, Reject
 from shared.messaging.outbox import Emitter, Outgoing, add_to_outbox
 from shared.refusals import ActionRefused
@@ -116,6 +117,11 @@ class Mediation:
 EVENT_HANDLERS: dict[str, Callable[[Mediation, asyncpg.Connection, Inbound, Emitter], Awaitable[None]]] = {
     CaseDispatched.EVENT_TYPE: Mediation.on_dispatch,
     SupervisionNotice.EVENT_TYPE: Mediation.on_supervision_notice,
+    # 催办, an extension decision and a review of a resolution are for the record too (audit keeps
+    # them); a rejected resolution comes back as a new dispatch
+    DispatchUrged.EVENT_TYPE: Mediation.on_supervision_notice,
+    ExtensionDecided.EVENT_TYPE: Mediation.on_supervision_notice,
+    ResolutionReviewed.EVENT_TYPE: Mediation.on_supervision_notice,
     CourtReferral.EVENT_TYPE: Mediation.on_court_referral,
     ConfirmationDecided.EVENT_TYPE: Mediation.on_confirmation,
 }

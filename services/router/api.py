@@ -1,5 +1,7 @@
-"""The router's operator HTTP API: queues, a case's routing state, callback (回访), manual dispatch,
-and pausing deadline clocks. Thin: each route runs one action of `handlers` in a transaction."""
+"""The router's operator HTTP API: the command centre's queues (manual, callback, review, overdue), a
+case's routing state, and every act of the workflow — dispatch, 直接办结, 不予受理, 办结审核, 并单,
+callback (回访), 催办, 督办单, extension decisions, pausing clocks. Thin: each route runs one action
+of `handlers` in a transaction, with the operator as the actor of the events it causes."""
 
 from __future__ import annotations
 
@@ -8,33 +10,97 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from services.router import domain, storage
-from services.router.handlers import manual_dispatch, pause_or_resume, record_callback
+from services.router import domain, handlers, lifecycle, storage
+from services.router.domain import ClockColour
 from services.router.workflow import RoutingDesk
 from shared.cloudevents import utcnow
+from shared.contracts.events import CallbackOutcome, DispositionCode
 from shared.http import Problem, may_act_in, require_roles
-from shared.refusals import ActionRefused
 from shared.identity import TokenGrant, actor_of
+from shared.refusals import ActionRefused
 from shared.settings import Settings
 from shared.telemetry import context_from, current_traceparent, tracer
 
 
+Note = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
 class Callback(BaseModel):
-    """The citizen's answer to the satisfaction call."""
+    """The citizen's answer to the satisfaction call (回访): an outcome, or (v1) satisfied true/false."""
 
     model_config = ConfigDict(extra="forbid")
-    satisfied: bool
+    outcome: CallbackOutcome | None = None
+    satisfied: bool | None = None
     note: Annotated[str, Field(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> "Callback":
+        if (self.outcome is None) == (self.satisfied is None):
+            raise ValueError("give either outcome or satisfied")
+        return self
+
+    def the_outcome(self) -> CallbackOutcome:
+        """The outcome, also for a v1 client's satisfied flag."""
+        if self.outcome is not None:
+            return self.outcome
+        return CallbackOutcome.SATISFIED if self.satisfied else CallbackOutcome.UNSATISFIED
 
 
 class ManualDispatch(BaseModel):
-    """An operator's dispatch: the category, and optionally the unit (else the rules choose)."""
+    """An operator's dispatch: a catalogue category, and optionally the unit (else the rules choose);
+    or, when no item fits, a unit and a free-text category."""
 
     model_config = ConfigDict(extra="forbid")
-    category: Annotated[str, Field(min_length=1, max_length=64)]
+    category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    category_text: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     unit_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class Disposition(BaseModel):
+    """直接办结 or 不予受理: a reason code and what the citizen is told."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: DispositionCode
+    note: Note
+
+
+class Review(BaseModel):
+    """办结审核 or an extension decision: approved or not, why."""
+
+    model_config = ConfigDict(extra="forbid")
+    approved: bool
+    note: Note | None = None
+
+
+class ExtensionDecision(Review):
+    """An extension decision; an approval may set another due time than the unit asked for."""
+
+    due_at: AwareDatetime | None = None
+
+
+class Merge(BaseModel):
+    """并单: the case to merge into."""
+
+    model_config = ConfigDict(extra="forbid")
+    into_case_id: UUID
+    note: Note | None = None
+
+
+class Urge(BaseModel):
+    """催办: what the unit is reminded of."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: Note
+
+
+class SupervisionOrder(BaseModel):
+    """A 督办单 by hand: its colour and what it says."""
+
+    model_config = ConfigDict(extra="forbid")
+    colour: ClockColour
+    note: Note
 
 
 class ClockAction(BaseModel):
@@ -69,7 +135,8 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
         return {"case_id": s.case_id, "case_number": s.case_number, "status": s.status.value,
                 "category": s.category, "risk": s.risk.value, "division_code": s.division_code,
                 "rule_ids": list(s.rule_ids), "catalogue_version": s.catalogue_version, "returns": s.returns,
-                "reopened": s.reopened, "repeats": s.repeats,
+                "reopened": s.reopened, "repeats": s.repeats, "merged_into": s.facts.get("merged_into"),
+                "acts": [a.value for a in lifecycle.acts_in(s.status)],
                 "dispatches": [{**d.__dict__, "status": d.status.value} for d in s.dispatches]}
 
     def _clock_view(c: domain.Clock) -> dict:
@@ -81,10 +148,10 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
 
         return department_document(kind)
 
-    @api.get("/queues/{name}", summary="The manual-triage or callback queue")
-    async def get_queue(name: Literal["manual", "callback"], request: Request, grant=Depends(operators)) -> dict:
-        status = domain.CaseStatus.MANUAL if name == "manual" else domain.CaseStatus.AWAITING_CALLBACK
-        rows = await storage.queue(request.app.state.runtime.pool, status, grant.divisions)
+    @api.get("/queues/{name}", summary="A work queue: manual triage, callback, 办结审核, 延期申请 or overdue (red)")
+    async def get_queue(name: Literal["manual", "callback", "review", "extension", "overdue"], request: Request,
+                        grant=Depends(operators)) -> dict:
+        rows = await storage.queue(request.app.state.runtime.pool, name, grant.divisions)
         return {"queue": name, "cases": [
             {**{k: (str(v) if k == "case_id" else v) for k, v in dict(r).items() if k not in ("decided_at", "updated_at")},
              "since": r["updated_at"].isoformat()}
@@ -96,24 +163,77 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
             return _view((await storage.load_states(conn, [str(case_id)]))[str(case_id)])
         return await _run(request, grant, case_id, action)
 
-    @api.post("/cases/{case_id}/callback", summary="Record the citizen's satisfaction (回访)")
+    @api.post("/cases/{case_id}/callback", summary="Record the callback's outcome (回访: 满意/基本满意/不满意/未接通)")
     async def callback(case_id: UUID, body: Callback, request: Request, grant=Depends(callers)) -> dict:
-        return _view(await _run(request, grant, case_id, lambda conn, tp: record_callback(
-            conn, desk, case_id, body.satisfied, body.note, tp, actor_of(grant)), "router.callback"))
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.record_callback(
+            conn, desk, case_id, body.the_outcome(), body.note, tp, actor_of(grant)), "router.callback"))
 
-    @api.post("/cases/{case_id}/dispatch", summary="Dispatch from the manual queue, or reassign")
+    @api.post("/cases/{case_id}/dispatch", summary="Dispatch from the manual queue, or reassign (also overdue cases)")
     async def dispatch(case_id: UUID, body: ManualDispatch, request: Request, grant=Depends(operators)) -> dict:
-        return _view(await _run(request, grant, case_id, lambda conn, tp: manual_dispatch(
-            conn, desk, case_id, body.category, body.unit_id, tp, actor_of(grant)), "router.manual_dispatch"))
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.manual_dispatch(
+            conn, desk, case_id, body.category, body.unit_id, tp, actor_of(grant), body.category_text),
+            "router.manual_dispatch"))
+
+    @api.post("/cases/{case_id}/close", summary="直接办结: finish a case from the manual queue without dispatching it")
+    async def close_directly(case_id: UUID, body: Disposition, request: Request, grant=Depends(operators)) -> dict:
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.close_directly(
+            conn, desk, case_id, body.code, body.note, tp, actor_of(grant)), "router.close_directly"))
+
+    @api.post("/cases/{case_id}/refuse", summary="不予受理: refuse a case from the manual queue, with the reason")
+    async def refuse(case_id: UUID, body: Disposition, request: Request, grant=Depends(operators)) -> dict:
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.refuse(
+            conn, desk, case_id, body.code, body.note, tp, actor_of(grant)), "router.refuse"))
+
+    @api.post("/cases/{case_id}/review", summary="办结审核: approve the resolution, or send it back for rework")
+    async def review(case_id: UUID, body: Review, request: Request, grant=Depends(operators)) -> dict:
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.review_resolution(
+            conn, desk, case_id, body.approved, body.note, tp, actor_of(grant)), "router.review"))
+
+    @api.post("/cases/{case_id}/merge", summary="并单: merge the case into another; it follows that case")
+    async def merge(case_id: UUID, body: Merge, request: Request, grant=Depends(operators)) -> dict:
+        async with request.app.state.runtime.pool.acquire() as conn:
+            other = await storage.case_access(conn, body.into_case_id)
+        if other is None or not may_act_in(grant, other[0]):
+            raise Problem(404, "Case not found", "no case to merge into in your jurisdiction")
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.merge(
+            conn, desk, case_id, body.into_case_id, body.note, tp, actor_of(grant)), "router.merge"))
+
+    async def _dispatch_case(request: Request, dispatch_id: UUID) -> UUID:
+        case_id = await storage.case_of_dispatch(request.app.state.runtime.pool, dispatch_id)
+        if case_id is None:
+            raise Problem(404, "No such dispatch")
+        return case_id
+
+    @api.post("/dispatches/{dispatch_id}/urge", summary="催办: remind the holding unit")
+    async def urge(dispatch_id: UUID, body: Urge, request: Request, grant=Depends(operators)) -> dict:
+        case_id = await _dispatch_case(request, dispatch_id)
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.urge(
+            conn, desk, case_id, dispatch_id, body.note, tp, actor_of(grant), utcnow()), "router.urge"))
+
+    @api.post("/dispatches/{dispatch_id}/supervise", summary="督办单: a white, yellow or red supervision order by hand")
+    async def supervise(dispatch_id: UUID, body: SupervisionOrder, request: Request, grant=Depends(operators)) -> dict:
+        case_id = await _dispatch_case(request, dispatch_id)
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.supervise_by_hand(
+            conn, desk, case_id, dispatch_id, body.colour, body.note, tp, actor_of(grant), utcnow()),
+            "router.supervise"))
+
+    @api.post("/dispatches/{dispatch_id}/extension", summary="Decide a unit's extension request (延期申请)")
+    async def extension(dispatch_id: UUID, body: ExtensionDecision, request: Request,
+                        grant=Depends(operators)) -> dict:
+        case_id = await _dispatch_case(request, dispatch_id)
+        clocks_now = await _run(request, grant, case_id, lambda conn, tp: handlers.decide_extension(
+            conn, desk, case_id, dispatch_id, body.approved, body.due_at, body.note, tp, actor_of(grant)),
+            "router.extension")
+        return {"dispatch_id": str(dispatch_id), "approved": body.approved,
+                "clocks": [_clock_view(c) for c in clocks_now]}
 
     @api.post("/dispatches/{dispatch_id}/{verb}", summary="Pause or resume a dispatch's deadline clocks")
     async def clocks(dispatch_id: UUID, verb: Literal["pause", "resume"], body: ClockAction, request: Request,
                      grant=Depends(operators)) -> dict:
-        case_id = await storage.case_of_dispatch(request.app.state.runtime.pool, dispatch_id)
-        if case_id is None:
-            raise Problem(404, "No such dispatch")
-        clocks_now = await _run(request, grant, case_id, lambda conn, _tp: pause_or_resume(
-            conn, desk, dispatch_id, verb == "pause", body.reason, utcnow()), f"router.clocks.{verb}")
+        case_id = await _dispatch_case(request, dispatch_id)
+        clocks_now = await _run(request, grant, case_id, lambda conn, tp: handlers.pause_or_resume(
+            conn, desk, case_id, dispatch_id, verb == "pause", body.reason, utcnow(), tp, actor_of(grant)),
+            f"router.clocks.{verb}")
         return {"dispatch_id": str(dispatch_id), "clocks": [_clock_view(c) for c in clocks_now]}
 
     return api

@@ -48,6 +48,7 @@ class Category(_Frozen):
     risk: RiskColour = RiskColour.GREEN  # the least colour a case of this matter gets
     on_red: str = "police_assist"  # a red case of a mediation or petition matter: police lead or assist
     scope: str = ""
+    resolution_review: bool = False  # 办结审核: a resolution waits for an operator before the callback
 
 
 class RiskEffect(_Frozen):
@@ -94,6 +95,10 @@ class Catalogue(_Frozen):
     max_returns: Annotated[int, Field(ge=0)]
     yellow_share: Annotated[float, Field(gt=0, lt=1)]
     trusted_channels: tuple[str, ...] = ("window", "hotline", "grid", "police_referral", "court_referral")
+    callback_attempts: Annotated[int, Field(ge=1, le=10)] = 3  # 回访未接通: calls before closing as unreachable
+    # limits of a matter no item fits, dispatched by an operator with a free-text category
+    uncatalogued_acknowledge_hours: Annotated[float, Field(gt=0)] = 2
+    uncatalogued_resolve_hours: Annotated[float, Field(gt=0)] = 120
     risk: RiskRules
     category: tuple[Category, ...]
 
@@ -502,6 +507,17 @@ def route(case: CaseFacts, catalogue: Catalogue, units: UnitDirectory, model: Tr
     return plan
 
 
+UNCATALOGUED = "uncatalogued"
+
+
+def uncatalogued(catalogue: Catalogue, unit: Unit, name: str) -> Category:
+    """A matter no catalogue item fits (a broken street lamp), named in free text by the operator who
+    dispatches it: the chosen unit's kind and level, the catalogue's general limits."""
+    return Category(code=UNCATALOGUED, name=name, path=(name,), unit_kind=unit.kind, level=unit.level,
+                    acknowledge_hours=catalogue.uncatalogued_acknowledge_hours,
+                    resolve_hours=catalogue.uncatalogued_resolve_hours)
+
+
 # ---------------------------------------------------------------- the case lifecycle
 
 
@@ -511,8 +527,11 @@ class CaseStatus(StrEnum):
     MANUAL = "manual_triage"
     DISPATCHED = "dispatched"
     ACCEPTED = "accepted"
+    RESOLUTION_REVIEW = "resolution_review"  # 办结审核: the resolution waits for an operator
     AWAITING_CALLBACK = "awaiting_callback"
     CLOSED = "closed"
+    REFUSED = "refused"  # 不予受理
+    MERGED = "merged"  # 并单: follows another case
 
 
 class DispatchStatus(StrEnum):
@@ -538,6 +557,9 @@ class DispatchRecord:
     level: str
     role: str
     status: DispatchStatus = DispatchStatus.DISPATCHED
+    # 延期申请 waiting for an operator: the due time asked for (ISO 8601) and why
+    extension_due: str | None = None
+    extension_reason: str | None = None
 
     @property
     def open(self) -> bool:
@@ -602,14 +624,16 @@ class RoutingState:
             return True
         return False
 
-    def resolve(self, dispatch_id: str, unit_id: str) -> bool:
-        """办结. The lead's resolution moves the case to the satisfaction callback (回访)."""
+    def resolve(self, dispatch_id: str, unit_id: str, review: bool = False) -> bool:
+        """办结. The lead's resolution moves the case to the satisfaction callback (回访), or first to an
+        operator's review (办结审核) when its matter asks for one."""
         d = self.dispatch(dispatch_id, unit_id)
         if not d.open:
             return False
         d.status = DispatchStatus.RESOLVED
+        d.extension_due = d.extension_reason = None
         if d.role == "lead" and self.status in (CaseStatus.DISPATCHED, CaseStatus.ACCEPTED):
-            self.status = CaseStatus.AWAITING_CALLBACK
+            self.status = CaseStatus.RESOLUTION_REVIEW if review else CaseStatus.AWAITING_CALLBACK
         return True
 
     def end_dispatch(self, dispatch_id: str, unit_id: str) -> DispatchRecord | None:
@@ -627,12 +651,12 @@ class RoutingState:
                 d.status = DispatchStatus.ENDED
         self.status = CaseStatus.MANUAL
 
-    def close(self) -> None:
-        """结案."""
+    def close(self, status: CaseStatus = CaseStatus.CLOSED) -> None:
+        """结案 (or 不予受理, 并单: the other ends of a case): open dispatches end."""
         for d in self.dispatches:
             if d.open:
                 d.status = DispatchStatus.ENDED
-        self.status = CaseStatus.CLOSED
+        self.status = status
 
 
 def new_dispatch_ids(seed: str, plan: Plan) -> list[str]:

@@ -17,6 +17,7 @@ from services.router.triage import Prediction
 from services.router.workflow import SOURCE, Cause, EventRefused, RoutingDesk
 from shared import topics
 from shared.cloudevents import Actor, CloudEvent, derive_id
+from shared.contracts.events import CallbackOutcome, DispositionCode, ExtensionRequested
 from shared.contracts import (
     CaseDuplicateReported,
     CaseReceived,
@@ -70,6 +71,7 @@ EVENT_HANDLERS: dict[str, Callable[[RoutingDesk, Effects, Contract, Cause], None
     DispatchResolved.EVENT_TYPE: RoutingDesk.dispatch_resolved,
     DispatchReturned.EVENT_TYPE: RoutingDesk.dispatch_returned,
     DispatchTransferred.EVENT_TYPE: RoutingDesk.dispatch_transferred,
+    ExtensionRequested.EVENT_TYPE: RoutingDesk.extension_requested,
 }
 
 
@@ -121,29 +123,100 @@ def explain_refused_feedback(record, error: str):
 # ---------------------------------------------------------------- operator acts
 
 
-async def record_callback(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, satisfied: bool,
+async def _act(conn: asyncpg.Connection, case_id: UUID | str, actor: Actor, decide: Callable[[Effects, domain.RoutingState | None], domain.RoutingState]
+               ) -> domain.RoutingState:
+    """Load the case, let the desk decide the act, save state, clocks and events in the caller's transaction."""
+    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
+    state = decide(fx, fx.states.get(str(case_id)))
+    await fx.commit(conn)
+    return state
+
+
+async def record_callback(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, outcome: CallbackOutcome,
                           note: str | None, traceparent: str | None, actor: Actor) -> domain.RoutingState:
-    """回访: satisfied closes the case; unsatisfied reopens it for rework (重办), the second time escalated."""
-    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
-    state = desk.record_callback(fx, fx.states.get(str(case_id)), satisfied, note, traceparent)
-    await fx.commit(conn)
-    return state
+    """回访: 满意 / 基本满意 close the case; 不满意 reopens it for rework (重办), the second time escalated;
+    未接通 is tried again, up to the catalogue's number of attempts."""
+    return await _act(conn, case_id, actor, lambda fx, s: desk.record_callback(fx, s, outcome, note, traceparent))
 
 
-async def manual_dispatch(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, category: str,
-                          unit_id: str | None, traceparent: str | None, actor: Actor) -> domain.RoutingState:
+async def manual_dispatch(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, category: str | None,
+                          unit_id: str | None, traceparent: str | None, actor: Actor,
+                          category_text: str | None = None) -> domain.RoutingState:
     """An operator dispatches a case from the manual queue, or reassigns an open one."""
-    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
-    state = desk.manual_dispatch(fx, fx.states.get(str(case_id)), category, unit_id, actor.id, traceparent)
+    return await _act(conn, case_id, actor, lambda fx, s: desk.manual_dispatch(
+        fx, s, category, unit_id, actor.id, traceparent, category_text))
+
+
+async def review_resolution(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, approved: bool,
+                            note: str | None, traceparent: str | None, actor: Actor) -> domain.RoutingState:
+    """办结审核 by an operator."""
+    return await _act(conn, case_id, actor, lambda fx, s: desk.review_resolution(fx, s, approved, note, actor.id,
+                                                                                traceparent))
+
+
+async def close_directly(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, code: DispositionCode,
+                         note: str, traceparent: str | None, actor: Actor) -> domain.RoutingState:
+    """直接办结 from the manual queue."""
+    return await _act(conn, case_id, actor, lambda fx, s: desk.close_directly(fx, s, code, note, traceparent))
+
+
+async def refuse(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, code: DispositionCode, note: str,
+                 traceparent: str | None, actor: Actor) -> domain.RoutingState:
+    """不予受理 from the manual queue."""
+    return await _act(conn, case_id, actor, lambda fx, s: desk.refuse(fx, s, code, note, traceparent))
+
+
+async def merge(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, into_case_id: UUID, note: str | None,
+                traceparent: str | None, actor: Actor) -> domain.RoutingState:
+    """并单: merge the case into another."""
+    fx = Effects(states=await storage.load_states(conn, sorted({str(case_id), str(into_case_id)})), actor=actor)
+    state = desk.merge(fx, fx.states.get(str(case_id)), fx.states.get(str(into_case_id)), note, traceparent)
     await fx.commit(conn)
     return state
 
 
-async def pause_or_resume(conn: asyncpg.Connection, desk: RoutingDesk, dispatch_id: UUID, pause: bool,
-                          reason: str, now: datetime) -> list[domain.Clock]:
-    """Pause (with a reason) or resume the running clocks of a dispatch; a resumed due time moves on."""
-    changes = desk.pause_or_resume(await storage.clocks_of_dispatch(conn, dispatch_id), pause, reason, now)
+async def urge(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, dispatch_id: UUID, note: str,
+               traceparent: str | None, actor: Actor, now: datetime) -> domain.RoutingState:
+    """催办 the holding unit."""
+    seed = f"urge:{dispatch_id}:{actor.id}:{now.isoformat()}"
+    return await _act(conn, case_id, actor, lambda fx, s: desk.urge(fx, s, str(dispatch_id), note, seed, traceparent))
+
+
+async def supervise_by_hand(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, dispatch_id: UUID,
+                            colour: domain.ClockColour, note: str, traceparent: str | None, actor: Actor,
+                            now: datetime) -> domain.RoutingState:
+    """A 督办单 issued by hand."""
+    clocks = await storage.clocks_of_dispatch(conn, dispatch_id)
+    seed = f"supervise:{dispatch_id}:{actor.id}:{now.isoformat()}"
+    return await _act(conn, case_id, actor, lambda fx, s: desk.supervise_by_hand(
+        fx, s, str(dispatch_id), colour, note, clocks, seed, traceparent))
+
+
+async def pause_or_resume(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, dispatch_id: UUID,
+                          pause: bool, reason: str, now: datetime, traceparent: str | None,
+                          actor: Actor) -> list[domain.Clock]:
+    """Pause (with a reason) or resume the running clocks of a dispatch; a resumed due time moves on.
+    Each is an event with its actor."""
+    clocks = await storage.clocks_of_dispatch(conn, dispatch_id)
+    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
+    seed = f"{'pause' if pause else 'resume'}:{dispatch_id}:{now.isoformat()}"
+    changes = desk.pause_or_resume(fx, fx.states.get(str(case_id)), str(dispatch_id), clocks, pause, reason, now,
+                                   seed, traceparent)
     await storage.save_clocks(conn, changes)
+    await fx.commit(conn)
+    return [c.clock for c in changes]
+
+
+async def decide_extension(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, dispatch_id: UUID,
+                           approved: bool, due_at: datetime | None, note: str | None, traceparent: str | None,
+                           actor: Actor) -> list[domain.Clock]:
+    """An operator decides a unit's 延期申请; an approval moves the resolve clock."""
+    clocks = await storage.clocks_of_dispatch(conn, dispatch_id)
+    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
+    changes = desk.decide_extension(fx, fx.states.get(str(case_id)), str(dispatch_id), approved, due_at, note,
+                                    clocks, traceparent)
+    await storage.save_clocks(conn, changes)
+    await fx.commit(conn)
     return [c.clock for c in changes]
 
 

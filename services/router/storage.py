@@ -91,18 +91,29 @@ async def case_of_dispatch(pool: asyncpg.Pool | asyncpg.Connection, dispatch_id:
     return await pool.fetchval("SELECT case_id FROM clocks WHERE dispatch_id = $1 LIMIT 1", dispatch_id)
 
 
-async def queue(pool: asyncpg.Pool, status: CaseStatus, divisions: list[str], limit: int = 200
-                ) -> list[asyncpg.Record]:
-    """Cases in a status (the manual queue, the callback queue) within the divisions ("*" = all), oldest
-    first. The jurisdiction is part of the query, so the limit counts only cases the caller may see."""
+QUEUES = {
+    # the command centre's work queues: which cases each holds
+    "manual": "status = 'manual_triage'",
+    "callback": "status = 'awaiting_callback'",
+    "review": "status = 'resolution_review'",  # 办结审核
+    "extension": "EXISTS (SELECT 1 FROM jsonb_array_elements(dispatches) d WHERE d->>'extension_due' IS NOT NULL"
+                 " AND d->>'status' IN ('dispatched', 'accepted'))",  # 延期申请 to decide
+    "overdue": "EXISTS (SELECT 1 FROM clocks k WHERE k.case_id = cases.case_id AND NOT k.stopped"
+               " AND k.colour = 'red')",  # red clocks: the centre reassigns or supervises
+}
+
+
+async def queue(pool: asyncpg.Pool, name: str, divisions: list[str], limit: int = 200) -> list[asyncpg.Record]:
+    """The cases of a work queue (QUEUES) within the divisions ("*" = all), oldest first. The
+    jurisdiction is part of the query, so the limit counts only cases the caller may see."""
     if "*" in divisions:
         patterns = ["%"]
     else:
         patterns = [d + "%" for d in divisions if d.isdigit()]  # division codes are digits: no LIKE wildcards
     return await pool.fetch(
-        "SELECT case_id, case_number, category, division_code, risk, unit_id, decided_at, updated_at FROM cases"
-        " WHERE status = $1 AND division_code LIKE ANY($2::text[]) ORDER BY updated_at LIMIT $3",
-        status.value, patterns, limit,
+        "SELECT case_id, case_number, category, division_code, risk, unit_id, status, decided_at, updated_at"
+        f" FROM cases WHERE {QUEUES[name]} AND division_code LIKE ANY($1::text[]) ORDER BY updated_at LIMIT $2",
+        patterns, limit,
     )
 
 

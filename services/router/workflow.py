@@ -11,15 +11,28 @@ Every event id derives from what caused it (`derive_id`), so a replay or a retry
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Callable, Protocol
 from uuid import UUID
 
-from services.router import domain
+from services.router import domain, lifecycle
 from services.router.triage import OTHER_KIND, OUT_OF_SCOPE, Candidate, Prediction, TriageModel
 from shared import topics
 from shared.cloudevents import derive_id, utcnow
+from shared.contracts.events import (
+    CallbackOutcome,
+    CaseClosedDirectly,
+    CaseMerged,
+    CaseRefused,
+    ClockPaused,
+    ClockResumed,
+    DispatchUrged,
+    DispositionCode,
+    ExtensionDecided,
+    ExtensionRequested,
+    ResolutionReviewed,
+)
 from shared.contracts import (
     Assignment,
     CallbackRecorded,
@@ -197,6 +210,8 @@ class RoutingDesk:
                reason: RoutingReason, lead: domain.Unit | None = None,
                category: domain.Category | None = None) -> None:
         """Dispatch again (after a return, transfer, rework, escalation or by an operator)."""
+        if category is None and state.category == domain.UNCATALOGUED and lead is not None:
+            category = domain.uncatalogued(self.catalogue, lead, state.facts.get("category_text") or "")
         category = category or self.catalogue.get(state.category or "")
         if category is None:
             return self.to_manual(fx, state, f"category {state.category!r} no longer catalogued", seed, traceparent)
@@ -265,9 +280,11 @@ class RoutingDesk:
         self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
 
     def dispatch_resolved(self, fx: Outcome, fb: DispatchResolved, cause: Cause) -> None:
-        """办结: the dispatch's clocks stop; the lead's resolution awaits the citizen's callback (回访)."""
+        """办结: the dispatch's clocks stop; the lead's resolution awaits the citizen's callback (回访),
+        or first an operator's review (办结审核) when its matter asks for one."""
         state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
-        if state.resolve(d.dispatch_id, d.unit_id):
+        cat = self.catalogue.get(state.category or "")
+        if state.resolve(d.dispatch_id, d.unit_id, review=bool(cat and cat.resolution_review)):
             fx.clock_stops.append((d.dispatch_id, None))
             fx.touch(state)
 
@@ -332,87 +349,270 @@ class RoutingDesk:
 
     # ------------------------------------------------------------ operator acts
 
-    def record_callback(self, fx: Outcome, state: domain.RoutingState | None, satisfied: bool, note: str | None,
-                        traceparent: str | None) -> domain.RoutingState:
-        """回访: satisfied closes the case; unsatisfied reopens it for rework (重办), the second time escalated."""
+    def _acting_on(self, state: domain.RoutingState | None, act: lifecycle.Act) -> domain.RoutingState:
+        """The case an operator acts on, if the act is allowed now (404 / 409 otherwise)."""
         if state is None:
             raise ActionRefused(404, "Case not found", "the router has no such case")
-        if state.status is not domain.CaseStatus.AWAITING_CALLBACK:
-            raise ActionRefused(409, "No callback due", f"the case is {state.status.value}")
+        if not lifecycle.allowed(state.status, act):
+            raise ActionRefused(409, "Not allowed now", str(lifecycle.TransitionRefused(state.status, act)))
+        return state
+
+    def record_callback(self, fx: Outcome, state: domain.RoutingState | None, outcome: CallbackOutcome,
+                        note: str | None, traceparent: str | None) -> domain.RoutingState:
+        """回访: 满意 or 基本满意 closes the case; 不满意 reopens it for rework (重办), the second time
+        escalated; 未接通 is tried again later, and after the last allowed attempt the case closes as
+        unreachable."""
+        state = self._acting_on(state, lifecycle.Act.CALLBACK_SATISFIED)
         case_id = UUID(state.case_id)
         lead = next(d for d in reversed(state.dispatches) if d.role == "lead")
-        seed = f"callback:{lead.dispatch_id}"
+        attempt = int(state.facts.get("callback_attempts", 0)) + 1
+        state.facts["callback_attempts"] = attempt
+        seed = f"callback:{lead.dispatch_id}" + (f":attempt-{attempt}" if attempt > 1 else "")
         number = state.case_number
+        satisfied = outcome in (CallbackOutcome.SATISFIED, CallbackOutcome.BASICALLY_SATISFIED)
+        fx.touch(state)
         fx.emit(topics.ROUTER_DECISIONS, CallbackRecorded(case_id=case_id, case_number=number, satisfied=satisfied,
-                                                          note=note), derive_id(SOURCE, seed), traceparent)
-        if satisfied:
+                                                          note=note, outcome=outcome, attempt=attempt),
+                derive_id(SOURCE, seed), traceparent)
+        if outcome is CallbackOutcome.UNREACHABLE and attempt < self.catalogue.callback_attempts:
+            return state
+        if satisfied or outcome is CallbackOutcome.UNREACHABLE:
             state.close()
-            fx.touch(state)
+            why = (f"resolved; no answer after {attempt} callback attempts" if not satisfied
+                   else "resolved; the citizen is satisfied" if outcome is CallbackOutcome.SATISFIED
+                   else "resolved; the citizen is basically satisfied")
             fx.emit(topics.ROUTER_DECISIONS, CaseClosed(case_id=case_id, case_number=number,
                                                         dispatch_id=UUID(lead.dispatch_id), unit_id=lead.unit_id,
-                                                        reason="resolved; the citizen is satisfied"),
+                                                        reason=why, disposition=outcome.value),
                     derive_id(SOURCE, seed, "closed"), traceparent, self.now() + timedelta(microseconds=1))
             return state
+        state.facts["callback_attempts"] = 0
         state.reopened += 1
         fx.emit(topics.ROUTER_DECISIONS, CaseReopened(case_id=case_id, case_number=number,
                                                       reason=note or "the citizen is not satisfied"),
                 derive_id(SOURCE, seed, "reopened"), traceparent, self.now() + timedelta(microseconds=1))
+        self.rework(fx, state, lead, seed, traceparent, "reopened after rework")
+        return state
+
+    def rework(self, fx: Outcome, state: domain.RoutingState, lead: domain.DispatchRecord, seed: str,
+               traceparent: str | None, why_escalated: str) -> None:
+        """重办: back to the same unit the first time; after that to the unit above (escalated)."""
         unit = self.units.get(lead.unit_id)
-        if state.reopened == 1 and unit is not None:
+        if state.reopened <= 1 and unit is not None:
             self.replan(fx, state, seed, traceparent, RoutingReason.REWORK, lead=unit)
-            return state
+            return
         superior = domain.superior_of(self.units, unit, state.division_code) if unit else None
         if superior is None:
             self.to_manual(fx, state, "reopened again and no unit above", seed, traceparent)
-            return state
+            return
         fx.emit(topics.ROUTER_DECISIONS, CaseEscalated(
-            case_id=case_id, dispatch_id=UUID(lead.dispatch_id), from_unit_id=lead.unit_id,
-            to_unit_id=superior.id, to_level=superior.level, reason="reopened after rework"),
+            case_id=UUID(state.case_id), dispatch_id=UUID(lead.dispatch_id), from_unit_id=lead.unit_id,
+            to_unit_id=superior.id, to_level=superior.level, reason=why_escalated),
             derive_id(SOURCE, seed, "escalated"), traceparent)
         self.replan(fx, state, seed, traceparent, RoutingReason.ESCALATION, lead=superior)
+
+    def review_resolution(self, fx: Outcome, state: domain.RoutingState | None, approved: bool, note: str | None,
+                          operator: str, traceparent: str | None) -> domain.RoutingState:
+        """办结审核: approved, the case goes on to the callback; rejected, back to the unit for rework."""
+        act = lifecycle.Act.APPROVE_RESOLUTION if approved else lifecycle.Act.REJECT_RESOLUTION
+        state = self._acting_on(state, act)
+        lead = next(d for d in reversed(state.dispatches) if d.role == "lead")
+        seed = f"review:{lead.dispatch_id}:{operator}:{state.reopened}"
+        reviewed = ResolutionReviewed(case_id=UUID(state.case_id), dispatch_id=UUID(lead.dispatch_id),
+                                      unit_id=lead.unit_id, approved=approved, note=note)
+        fx.emit(topics.ROUTER_DECISIONS, reviewed, derive_id(SOURCE, seed), traceparent)
+        fx.emit(topics.dispatch_topic(lead.unit_kind), reviewed, derive_id(SOURCE, seed, "unit"), traceparent)
+        fx.touch(state)
+        if approved:
+            state.status = lifecycle.after(state.status, act)
+            return state
+        state.reopened += 1
+        self.rework(fx, state, lead, seed, traceparent, "resolution rejected again at review")
         return state
 
-    def manual_dispatch(self, fx: Outcome, state: domain.RoutingState | None, category: str, unit_id: str | None,
-                        operator: str, traceparent: str | None) -> domain.RoutingState:
-        """An operator dispatches a case from the manual queue, or reassigns an open one."""
-        if state is None:
-            raise ActionRefused(404, "Case not found", "the router has no such case")
-        if state.status in (domain.CaseStatus.CLOSED, domain.CaseStatus.AWAITING_CALLBACK):
-            raise ActionRefused(409, "Case not open", f"the case is {state.status.value}")
-        cat = self.catalogue.get(category)
-        if cat is None:
-            raise ActionRefused(422, "Unknown category", f"{category!r} is not in catalogue {self.catalogue.version}")
+    def close_directly(self, fx: Outcome, state: domain.RoutingState | None, code: DispositionCode, note: str,
+                       traceparent: str | None) -> domain.RoutingState:
+        """直接办结: an operator finishes a case from the manual queue without dispatching it."""
+        state = self._acting_on(state, lifecycle.Act.CLOSE_DIRECTLY)
+        state.close(lifecycle.after(state.status, lifecycle.Act.CLOSE_DIRECTLY))
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, CaseClosedDirectly(case_id=UUID(state.case_id), case_number=state.case_number,
+                                                            code=code, note=note),
+                derive_id(SOURCE, state.case_id, "closed-directly"), traceparent)
+        return state
+
+    def refuse(self, fx: Outcome, state: domain.RoutingState | None, code: DispositionCode, note: str,
+               traceparent: str | None) -> domain.RoutingState:
+        """不予受理: an operator refuses a case from the manual queue, with the reason the citizen is told."""
+        state = self._acting_on(state, lifecycle.Act.REFUSE)
+        state.close(lifecycle.after(state.status, lifecycle.Act.REFUSE))
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, CaseRefused(case_id=UUID(state.case_id), case_number=state.case_number,
+                                                     code=code, note=note),
+                derive_id(SOURCE, state.case_id, "refused"), traceparent)
+        return state
+
+    def merge(self, fx: Outcome, state: domain.RoutingState | None, into: domain.RoutingState | None,
+              note: str | None, traceparent: str | None) -> domain.RoutingState:
+        """并单: the case ends as merged and follows the other (open) case; its trace stays its own."""
+        state = self._acting_on(state, lifecycle.Act.MERGE)
+        if into is None or into.case_id == state.case_id:
+            raise ActionRefused(422, "No case to merge into", "name another case of the router")
+        if into.status in lifecycle.TERMINAL:
+            raise ActionRefused(409, "Not allowed now", f"the case to merge into is {into.status.value}")
+        for d in state.dispatches:
+            if d.open:
+                fx.clock_stops.append((d.dispatch_id, None))
+        state.close(lifecycle.after(state.status, lifecycle.Act.MERGE))
+        state.facts["merged_into"] = into.case_id
+        into.repeats += 1
+        fx.touch(state)
+        fx.touch(into)
+        fx.emit(topics.ROUTER_DECISIONS, CaseMerged(case_id=UUID(state.case_id), case_number=state.case_number,
+                                                    into_case_id=UUID(into.case_id),
+                                                    into_case_number=into.case_number, note=note),
+                derive_id(SOURCE, state.case_id, "merged"), traceparent)
+        return state
+
+    def _open_dispatch(self, state: domain.RoutingState | None, dispatch_id: str, act: lifecycle.Act
+                       ) -> tuple[domain.RoutingState, domain.DispatchRecord]:
+        state = self._acting_on(state, act)
+        d = next((d for d in state.dispatches if d.dispatch_id == dispatch_id), None)
+        if d is None or not d.open:
+            raise ActionRefused(409, "Not allowed now", "the dispatch is not open")
+        return state, d
+
+    def urge(self, fx: Outcome, state: domain.RoutingState | None, dispatch_id: str, note: str,
+             seed: str, traceparent: str | None) -> domain.RoutingState:
+        """催办: remind the holding unit (on its dispatch topic), with a note."""
+        state, d = self._open_dispatch(state, dispatch_id, lifecycle.Act.URGE)
+        urged = DispatchUrged(case_id=UUID(state.case_id), dispatch_id=UUID(d.dispatch_id), unit_id=d.unit_id,
+                              note=note)
+        fx.emit(topics.ROUTER_DECISIONS, urged, derive_id(SOURCE, seed), traceparent)
+        fx.emit(topics.dispatch_topic(d.unit_kind), urged, derive_id(SOURCE, seed, "unit"), traceparent)
+        return state
+
+    def supervise_by_hand(self, fx: Outcome, state: domain.RoutingState | None, dispatch_id: str,
+                          colour: domain.ClockColour, note: str, clocks: list[domain.Clock], seed: str,
+                          traceparent: str | None) -> domain.RoutingState:
+        """A 督办单 issued by hand (white, yellow or red) to the holding unit; a red one goes to the
+        unit above as well."""
+        state, d = self._open_dispatch(state, dispatch_id, lifecycle.Act.SUPERVISE)
+        clock = min(clocks, key=lambda c: c.due_at) if clocks else None
+        notice = SupervisionNotice(case_id=UUID(state.case_id), dispatch_id=UUID(d.dispatch_id), unit_id=d.unit_id,
+                                   clock=clock.kind if clock else "resolve", colour=colour.value,
+                                   due_at=clock.due_at if clock else self.now(), issued_by_hand=True, note=note)
+        fx.emit(topics.ROUTER_DECISIONS, notice, derive_id(SOURCE, seed), traceparent)
+        fx.emit(topics.dispatch_topic(d.unit_kind), notice, derive_id(SOURCE, seed, "unit"), traceparent)
+        unit = self.units.get(d.unit_id)
+        superior = domain.superior_of(self.units, unit, state.division_code) if unit else None
+        if colour is domain.ClockColour.RED and superior is not None:
+            fx.emit(topics.dispatch_topic(superior.kind), notice, derive_id(SOURCE, seed, "superior"), traceparent)
+        return state
+
+    def pause_or_resume(self, fx: Outcome, state: domain.RoutingState | None, dispatch_id: str,
+                        clocks: list[domain.Clock], pause: bool, reason: str, now: datetime, seed: str,
+                        traceparent: str | None) -> list[domain.ClockChange]:
+        """Pause (with a reason) or resume the running clocks of a dispatch; a resumed due time moves on.
+        Either is an event on the case's trace."""
+        state, d = self._open_dispatch(state, dispatch_id, lifecycle.Act.PAUSE if pause else lifecycle.Act.RESUME)
+        if not clocks:
+            raise ActionRefused(404, "No running clock", "the dispatch has no running clock")
+        if pause == all(c.paused_at is not None for c in clocks):
+            raise ActionRefused(409, "Not allowed now", "the clocks are already " + ("paused" if pause else "running"))
+        share = self.catalogue.yellow_share
+        changes = []
+        for clock in clocks:
+            clock = clock.pause(now) if pause else clock.resume(now)
+            changes.append(domain.ClockChange(clock, clock.next_change(share), reason if pause else None))
+        case_id, did = UUID(state.case_id), UUID(d.dispatch_id)
+        event = (ClockPaused(case_id=case_id, dispatch_id=did, unit_id=d.unit_id, clocks=[c.kind for c in clocks],
+                             reason=reason) if pause else
+                 ClockResumed(case_id=case_id, dispatch_id=did, unit_id=d.unit_id,
+                              due={c.clock.kind: c.clock.due_at for c in changes}))
+        fx.emit(topics.ROUTER_DECISIONS, event, derive_id(SOURCE, seed), traceparent, now)
+        return changes
+
+    def extension_requested(self, fx: Outcome, req: ExtensionRequested, cause: Cause) -> None:
+        """延期申请 from the unit: kept on the dispatch until an operator decides."""
+        state, d = self._feedback(fx, req.dispatch_id, req.unit_id, cause)
+        if not d.open:
+            raise EventRefused("an extension is asked for an open dispatch only")
+        if not lifecycle.allowed(state.status, lifecycle.Act.REQUEST_EXTENSION):
+            raise EventRefused(f"no extension while the case is {state.status.value}")
+        d.extension_due, d.extension_reason = req.requested_due_at.isoformat(), req.reason
+        fx.touch(state)
+
+    def decide_extension(self, fx: Outcome, state: domain.RoutingState | None, dispatch_id: str, approved: bool,
+                         due_at: datetime | None, note: str | None, clocks: list[domain.Clock],
+                         traceparent: str | None) -> list[domain.ClockChange]:
+        """An operator approves (the resolve clock moves to the asked or a given time) or refuses a
+        unit's extension request; the unit hears it on its dispatch topic."""
+        state, d = self._open_dispatch(state, dispatch_id, lifecycle.Act.DECIDE_EXTENSION)
+        if d.extension_due is None:
+            raise ActionRefused(409, "Not allowed now", "the unit has not asked for an extension")
+        seed = f"extension:{d.dispatch_id}:{d.extension_due}"  # one decision per request
+        changes: list[domain.ClockChange] = []
+        new_due = None
+        if approved:
+            new_due = due_at or datetime.fromisoformat(d.extension_due)
+            resolve = next((c for c in clocks if c.kind == "resolve"), None)
+            if resolve is None:
+                raise ActionRefused(409, "Not allowed now", "the dispatch has no running resolve clock")
+            if resolve.paused_at is not None:
+                raise ActionRefused(409, "Not allowed now", "the clocks are paused: resume them first")
+            if new_due <= resolve.due_at:
+                raise ActionRefused(422, "Not an extension", "the new due time must be later than the current one")
+            moved = replace(resolve, due_at=new_due, colour=domain.ClockColour.WHITE)
+            changes.append(domain.ClockChange(moved, moved.next_change(self.catalogue.yellow_share)))
+        d.extension_due = d.extension_reason = None
+        fx.touch(state)
+        decided = ExtensionDecided(case_id=UUID(state.case_id), dispatch_id=UUID(d.dispatch_id), unit_id=d.unit_id,
+                                   approved=approved, due_at=new_due, note=note)
+        fx.emit(topics.ROUTER_DECISIONS, decided, derive_id(SOURCE, seed), traceparent)
+        fx.emit(topics.dispatch_topic(d.unit_kind), decided, derive_id(SOURCE, seed, "unit"), traceparent)
+        return changes
+
+    def manual_dispatch(self, fx: Outcome, state: domain.RoutingState | None, category: str | None,
+                        unit_id: str | None, operator: str, traceparent: str | None,
+                        category_text: str | None = None) -> domain.RoutingState:
+        """An operator dispatches a case from the manual queue, or reassigns an open one (also from the
+        command centre's overdue queue). When no catalogue item fits, a named unit and a free-text
+        category (`category_text`) dispatch it anyway; the correction goes to the model's review pile."""
+        state = self._acting_on(state, lifecycle.Act.DISPATCH)
         unit = None
         if unit_id:
             unit = self.units.get(unit_id)
             if unit is None or not unit.serves_division(state.division_code):
                 raise ActionRefused(422, "Unit cannot take the case",
                                     f"{unit_id!r} does not serve {state.division_code}")
+        if category is None:
+            if not (category_text and unit):
+                raise ActionRefused(422, "Category required",
+                                    "name a catalogue category, or a unit and a free-text category")
+            cat = domain.uncatalogued(self.catalogue, unit, category_text)
+        else:
+            cat = self.catalogue.get(category)
+            if cat is None:
+                raise ActionRefused(422, "Unknown category",
+                                    f"{category!r} is not in catalogue {self.catalogue.version}")
         for d in state.dispatches:
             if d.open:
                 fx.clock_stops.append((d.dispatch_id, None))
         seed = f"manual:{state.case_id}:{len(state.dispatches)}:{operator}"
+        known = None if cat.code == domain.UNCATALOGUED else cat.code
+        if known is None:
+            state.facts["category_text"] = category_text
+        why = f"{domain.UNCATALOGUED}: {category_text}" if known is None else None
         if state.status is domain.CaseStatus.MANUAL:
-            self.correction(fx, state, "manual_dispatch", seed, traceparent, by=operator, category=cat.code,
-                            unit_kind=cat.unit_kind.value)
-        elif state.category != cat.code:
-            self.correction(fx, state, "reassignment", seed, traceparent, by=operator, category=cat.code,
-                            unit_kind=cat.unit_kind.value)
+            self.correction(fx, state, "manual_dispatch", seed, traceparent, by=operator, category=known,
+                            unit_kind=cat.unit_kind.value, reason=why)
+        elif state.category != cat.code or known is None:
+            self.correction(fx, state, "reassignment", seed, traceparent, by=operator, category=known,
+                            unit_kind=cat.unit_kind.value, reason=why)
         state.facts["chosen_by"] = "operator"
         self.replan(fx, state, seed, traceparent, RoutingReason.MANUAL, lead=unit, category=cat)
         return state
-
-    def pause_or_resume(self, clocks: list[domain.Clock], pause: bool, reason: str, now: datetime
-                        ) -> list[domain.ClockChange]:
-        """Pause (with a reason) or resume the running clocks of a dispatch; a resumed due time moves on."""
-        if not clocks:
-            raise ActionRefused(404, "No running clock", "the dispatch has no running clock")
-        share = self.catalogue.yellow_share
-        changes = []
-        for clock in clocks:
-            clock = clock.pause(now) if pause else clock.resume(now)
-            changes.append(domain.ClockChange(clock, clock.next_change(share), reason if pause else None))
-        return changes
 
     # ------------------------------------------------------------ supervision
 

@@ -15,6 +15,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import topics
+from shared.contracts.events import DispatchUrged, ExtensionDecided, ResolutionReviewed
 from shared.cloudevents import Actor, CloudEvent, ContractError, EnvelopeError, decode, derive_id
 from shared.contracts import (
     CaseDispatched,
@@ -97,8 +98,10 @@ async def run_simulator(
                     try:
                         ev = decode(rec.key, rec.value, rec.headers)
                         dispatch = ev.model()
-                        if isinstance(dispatch, SupervisionNotice):
-                            continue  # a real department would hurry up
+                        if isinstance(dispatch, (SupervisionNotice, DispatchUrged, ExtensionDecided,
+                                                 ResolutionReviewed)):
+                            continue  # a real department would hurry up (a rejected resolution comes back
+                            # as a new dispatch)
                         if isinstance(dispatch, MediationToCourt):
                             if dispatch.kind == "confirmation_request":  # the court confirms (司法确认)
                                 answers.append(confirmation(dispatch, ev.traceparent))

@@ -327,15 +327,18 @@ class DispatchProgress(Event):
 
 
 class SupervisionNotice(Event):
-    """督办: a deadline clock turned yellow (near) or red (overdue)."""
+    """督办: a deadline clock turned yellow (near) or red (overdue), or an operator issued a
+    督办单 by hand (`issued_by_hand`, colour white, yellow or red, with a note)."""
 
     EVENT_TYPE: ClassVar[str] = "org.onewindow.supervision.notice.v1"
 
     dispatch_id: UUID
     unit_id: str  # the unit whose clock it is
     clock: str  # "acknowledge" | "resolve"
-    colour: str  # "yellow" | "red"
+    colour: str  # "white" | "yellow" | "red"
     due_at: datetime
+    issued_by_hand: bool = False
+    note: str | None = None
 
 
 class CaseEscalated(Event):
@@ -350,14 +353,26 @@ class CaseEscalated(Event):
     reason: str
 
 
+class CallbackOutcome(StrEnum):
+    """回访结果: what the citizen said, or that nobody answered."""
+
+    SATISFIED = "satisfied"  # 满意
+    BASICALLY_SATISFIED = "basically_satisfied"  # 基本满意
+    UNSATISFIED = "unsatisfied"  # 不满意
+    UNREACHABLE = "unreachable"  # 未接通 (tried again later)
+
+
 class CallbackRecorded(Event):
-    """回访: the citizen's satisfaction with the handling."""
+    """回访: the citizen's satisfaction with the handling (`satisfied` stays for v1 readers: true for
+    满意 and 基本满意)."""
 
     EVENT_TYPE: ClassVar[str] = "org.onewindow.case.callback_recorded.v1"
 
     case_number: str
     satisfied: bool
     note: str | None = None
+    outcome: CallbackOutcome | None = None
+    attempt: int | None = None  # the how-many-th call of this callback
 
 
 class CaseReopened(Event):
@@ -378,6 +393,118 @@ class CaseClosed(Event):
     dispatch_id: UUID
     unit_id: str
     reason: str
+    disposition: str | None = None  # "satisfied" | "basically_satisfied" | "unreachable"
+
+
+class DispositionCode(StrEnum):
+    """Why a case is finished at the window (直接办结) or not accepted (不予受理)."""
+
+    ANSWERED = "answered"  # 咨询已答复
+    INFORMATION_GIVEN = "information_given"  # 已告知办理途径
+    RESOLVED_ON_THE_SPOT = "resolved_on_the_spot"  # 当场解决
+    NOT_GOVERNMENT_MATTER = "not_government_matter"  # 非政府职能
+    IN_LITIGATION = "in_litigation"  # 已进入诉讼、仲裁、行政复议程序
+    HANDLED_ALREADY = "handled_already"  # 已依法处理完毕，无新情况新理由
+    INSUFFICIENT_INFORMATION = "insufficient_information"  # 诉求不明确、无法联系
+    UNLAWFUL_DEMAND = "unlawful_demand"  # 诉求不合法
+    OTHER = "other"
+
+
+class CaseClosedDirectly(Event):
+    """直接办结: an operator finished the case without dispatching it (a question answered, a matter
+    settled on the phone)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.closed_directly.v1"
+
+    case_number: str
+    code: DispositionCode
+    note: LongText
+
+
+class CaseRefused(Event):
+    """不予受理: the case is not taken, with the reason the citizen is told."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.refused.v1"
+
+    case_number: str
+    code: DispositionCode
+    note: LongText
+
+
+class CaseMerged(Event):
+    """并单: the case is merged into another (same matter); it keeps its trace and follows that case."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.merged.v1"
+
+    case_number: str
+    into_case_id: UUID
+    into_case_number: str
+    note: str | None = None
+
+
+class ResolutionReviewed(Event):
+    """办结审核: an operator approved a unit's resolution (on to the callback) or sent it back (rework)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.resolution_reviewed.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    approved: bool
+    note: str | None = None
+
+
+class DispatchUrged(Event):
+    """催办: an operator urges the holding unit (the unit receives it on its dispatch topic)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.urged.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    note: LongText
+
+
+class ClockPaused(Event):
+    """A dispatch's deadline clocks stopped (挂起), with the reason."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.clock_paused.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    clocks: list[str]
+    reason: LongText
+
+
+class ClockResumed(Event):
+    """A dispatch's deadline clocks run again; their due times moved by the paused time."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.clock_resumed.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    due: dict[str, datetime]  # clock kind -> its new due time
+
+
+class ExtensionRequested(Event):
+    """延期申请: a unit asks for more time to resolve (sent on its feedback topic)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.extension_requested.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    requested_due_at: datetime
+    reason: LongText
+
+
+class ExtensionDecided(Event):
+    """An operator approved (the resolve clock moves) or refused a unit's extension request."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.extension_decided.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    approved: bool
+    due_at: datetime | None = None  # the resolve clock's due time after the decision
+    note: str | None = None
 
 
 class MediationTransitioned(Event):
@@ -452,6 +579,15 @@ class FeedbackRejected(Contract):
 EVENT_MODELS: dict[str, type[Contract]] = {
     m.EVENT_TYPE: m
     for m in (
+        CaseClosedDirectly,
+        CaseRefused,
+        CaseMerged,
+        ResolutionReviewed,
+        DispatchUrged,
+        ClockPaused,
+        ClockResumed,
+        ExtensionRequested,
+        ExtensionDecided,
         CaseReceived,
         CaseDuplicateReported,
         SubmissionRejected,

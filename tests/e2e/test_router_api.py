@@ -45,11 +45,12 @@ def test_operator_dispatches_from_the_manual_queue_and_the_case_flows(stack):
                                                                            "petition.officials.inaction")
     assert events[3]["data"]["reason"] == "manual"
     assert len({e["trace_id"] for e in events}) == 1, "operator actions continue the case's trace"
-    # the dispatch's clocks stopped with its resolution: nothing to pause (refused as problem details)
+    # the case is closed: its dispatch's clocks cannot be paused (refused as problem details)
     dispatches = f"{stack.url('router')}/v1/dispatches"
     stopped = httpx.post(f"{dispatches}/{ok.json()['dispatches'][-1]['dispatch_id']}/pause", headers=OPERATOR,
                          json={"reason": "当事人住院"})
-    assert (stopped.status_code, stopped.json()["title"]) == (404, "No running clock")
+    assert (stopped.status_code, stopped.json()["title"]) == (409, "Not allowed now")
+    assert "while the case is closed" in stopped.json()["detail"]
     unknown = httpx.post(f"{dispatches}/{case_id}/pause", headers=OPERATOR, json={"reason": "当事人住院"})
     assert (unknown.status_code, unknown.json()["title"]) == (404, "No such dispatch")
     assert unknown.headers["content-type"] == "application/problem+json"

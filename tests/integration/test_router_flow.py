@@ -25,12 +25,14 @@ from shared.contracts import (
     DispatchTransferred,
     Location,
 )
+from shared.contracts.events import CallbackOutcome
 from shared.db import create_pool, migrate
 from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound, Reject
 from shared.refusals import ActionRefused
 
 HOTLINE = Actor("hotline-7", "hotline")
+OPERATOR = Actor("op-7", "operator")
 ROUTER = RoutingDesk(domain.load_catalogue(), domain.load_units(), load_divisions(), triage.load_active())
 FIGHT, LEAK, TRAFFIC = ("public_security.violence.fight", "dispute.neighbourhood.water_leak",
                         "dispute.traffic.compensation")
@@ -179,16 +181,16 @@ async def test_callback_closes_or_reopens_for_rework_then_escalates(pool):
     first = await resolve_lead()
     async with pool.acquire() as conn, conn.transaction():
         with pytest.raises(ActionRefused):  # no callback before the resolution...
-            await handlers.record_callback(conn, ROUTER, uuid.uuid4(), True, None, None, HOTLINE)
-        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "还是很吵", None, HOTLINE)
+            await handlers.record_callback(conn, ROUTER, uuid.uuid4(), CallbackOutcome.SATISFIED, None, None, HOTLINE)
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, CallbackOutcome.UNSATISFIED, "还是很吵", None, HOTLINE)
     assert state.status is domain.CaseStatus.DISPATCHED and state.lead.unit_id == first.unit_id  # 重办
     await resolve_lead()
     async with pool.acquire() as conn, conn.transaction():
-        state = await handlers.record_callback(conn, ROUTER, case.case_id, False, "仍未解决", None, HOTLINE)
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, CallbackOutcome.UNSATISFIED, "仍未解决", None, HOTLINE)
     assert state.lead.unit_id == "police-339901" and state.reopened == 2  # escalated a level up
     await resolve_lead()
     async with pool.acquire() as conn, conn.transaction():
-        state = await handlers.record_callback(conn, ROUTER, case.case_id, True, None, None, HOTLINE)
+        state = await handlers.record_callback(conn, ROUTER, case.case_id, CallbackOutcome.SATISFIED, None, None, HOTLINE)
     assert state.status is domain.CaseStatus.CLOSED
     types = [t for t in await _outbox_types(pool) if "callback" in t or "reopened" in t or "escalated" in t
              or "closed" in t]
@@ -292,14 +294,17 @@ async def test_clocks_turn_yellow_then_red_once_and_survive_a_restart(pool, data
             from services.router import storage
 
             await storage.stop_clocks(conn, [])
-            clocks = await handlers.pause_or_resume(conn, restarted, uuid.UUID(lead.dispatch_id), True, "当事人住院",
-                                                    t0 + timedelta(hours=2))
+            clocks = await handlers.pause_or_resume(conn, restarted, case.case_id, uuid.UUID(lead.dispatch_id), True,
+                                                    "当事人住院", t0 + timedelta(hours=2), None, OPERATOR)
         assert out == [] and [c.kind for c in clocks] == ["resolve"]
         assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 0  # paused
         async with pool2.acquire() as conn, conn.transaction():
-            clocks = await handlers.pause_or_resume(conn, restarted, uuid.UUID(lead.dispatch_id), False, "出院",
-                                                    t0 + timedelta(hours=12))
+            clocks = await handlers.pause_or_resume(conn, restarted, case.case_id, uuid.UUID(lead.dispatch_id), False,
+                                                    "出院", t0 + timedelta(hours=12), None, OPERATOR)
         assert clocks[0].due_at == t0 + timedelta(hours=34)  # moved by the 10 h paused
+        paused_and_resumed = [h for h in await _outbox_headers(pool2) if "clock_" in h["ce_type"]]
+        assert [(h["ce_type"].split(".")[-2], h["ce_actor"]) for h in paused_and_resumed] == [
+            ("clock_paused", "op-7"), ("clock_resumed", "op-7")]
         assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 1  # yellow at 75 %
     finally:
         await pool2.close()
@@ -316,7 +321,7 @@ async def test_the_queue_is_filtered_by_jurisdiction_in_the_query_before_the_lim
     await _feed(pool, _inbound(xishan, "intake.cases"))
     async with pool.acquire() as conn:
         await conn.execute("UPDATE cases SET status = 'manual_triage'")
-    manual = domain.CaseStatus.MANUAL
+    manual = "manual"
     assert [r["case_id"] for r in await storage.queue(pool, manual, ["339902"], limit=1)] == [xishan.case_id]
     assert len(await storage.queue(pool, manual, ["*"], limit=10)) == 4
     assert await storage.queue(pool, manual, [], limit=10) == []  # no divisions: nothing
