@@ -145,7 +145,8 @@ def audit_verify(
     schema: Annotated[str, typer.Option(help="the audit schema")] = "audit",
     checkpoint: Annotated[bool, typer.Option(help="sign a checkpoint of the heads first")] = False,
 ) -> None:
-    """Recompute the hash chains (and signed checkpoints); exit 1 naming the first broken record."""
+    """Verify the trace: hash chains, the chain of signed checkpoints, the append-only triggers; exit 1
+    listing the findings (the first broken record of each chain among them)."""
     from services.audit import handlers as audit
     from shared.db import create_pool
     from shared.settings import tool_settings
@@ -160,10 +161,11 @@ def audit_verify(
     async def run() -> dict:
         pool = await create_pool(s.database_url, schema, min_size=1, max_size=1)
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                if checkpoint:
+            if checkpoint:
+                async with pool.acquire() as conn, conn.transaction():
                     await audit.take_checkpoint(conn, key, s.audit_key_id)
-                return await audit.verify(conn, key, case)
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                return await audit.verify(conn, key, case, checkpoint_seconds=s.audit_checkpoint_seconds)
         finally:
             await pool.close()
 

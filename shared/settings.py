@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     audit_signing_key_file: Path | None = None
     audit_key_id: str = "dev"
     audit_checkpoint_seconds: float = 300
+    # Audit's live feed: concurrent connections per process; more are answered 503 with Retry-After.
+    feed_max_connections: int = Field(default=50, ge=1)
     duplicate_window_hours: float = 72
     duplicate_threshold: float = 0.6
     log_level: str = "INFO"

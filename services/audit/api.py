@@ -1,5 +1,6 @@
 """Audit's HTTP API (operators and auditors): case summaries, search, timelines, dead letters,
-command-centre metrics, the live feed, verification, and the operator console."""
+command-centre metrics, the live feed (capped), verification (one case inline, the whole store as a
+background job for auditors), and the operator console."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from services.audit import domain, handlers, storage
 from shared.http import Problem, may_act_in, require_roles
@@ -22,6 +23,39 @@ CONSOLE = Path(__file__).parent / "console" / "index.html"
 # Roles that see personal data in the trace (auditors adjudicate complaints about the record itself);
 # everyone else who may read the trace sees it masked.
 PERSONAL_DATA_ROLES = {"auditor"}
+FEED_RETRY_AFTER_SECONDS = 5  # what a client over the feed cap is told to wait
+
+
+class FeedSlots:
+    """The live feeds this process serves at once, up to a cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.open = cap, 0
+
+    def take(self) -> bool:
+        """Take a slot; False when all are taken."""
+        if self.open >= self.cap:
+            return False
+        self.open += 1
+        return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.open -= 1
+
+
+class _Feed(StreamingResponse):
+    """A live feed that gives its slot back however the stream ends (done, disconnected, cancelled)."""
+
+    def __init__(self, content, slots: FeedSlots, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self.slots = slots
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.release()
 
 
 def may_see(grant: TokenGrant, division: str | None) -> bool:
@@ -64,11 +98,14 @@ def jurisdiction(grant: TokenGrant) -> list[str] | None:
     return None if "*" in grant.divisions else list(grant.divisions)
 
 
-def build_router(settings: Settings) -> APIRouter:
-    """Audit's query API (operators and auditors)."""
+def build_router(settings: Settings, verifications: handlers.VerificationJobs | None = None) -> APIRouter:
+    """Audit's query API (operators and auditors); `verifications` holds the whole-store jobs."""
     router = APIRouter(prefix="/v1")
     readers = require_roles(settings, "operator", "auditor")
+    auditors = require_roles(settings, "auditor")
     key = settings.signing_key()
+    feeds = FeedSlots(settings.feed_max_connections)
+    verifications = verifications if verifications is not None else handlers.VerificationJobs()
 
     @router.get("/console", include_in_schema=False)
     async def console() -> HTMLResponse:
@@ -155,11 +192,17 @@ def build_router(settings: Settings) -> APIRouter:
         figures = domain.figures([dict(r) for r in rows])
         return {"by": by, "period": period, "figures": figures, "ranking": domain.ranking(figures)}
 
-    @router.get("/events/stream", summary="Live feed (server-sent events) of newly recorded events")
+    @router.get("/events/stream", summary="Live feed (server-sent events) of newly recorded events",
+                responses={503: {"description": "too many live feeds at once; retry after Retry-After seconds"}})
     async def stream(request: Request, after_id: int | None = Query(None, ge=0),
-                     grant: TokenGrant = Depends(readers)) -> StreamingResponse:
+                     grant: TokenGrant = Depends(readers)) -> Response:
         pool = request.app.state.runtime.pool
         scope = jurisdiction(grant)
+        if not feeds.take():
+            busy = Problem(503, "Too many live feeds", f"this instance serves at most {feeds.cap} at once; retry"
+                           " shortly").response(request.url.path)
+            busy.headers["Retry-After"] = str(FEED_RETRY_AFTER_SECONDS)
+            return busy
 
         async def events():
             last = after_id if after_id is not None else (await storage.last_event_id(pool) or 0)
@@ -173,21 +216,44 @@ def build_router(settings: Settings) -> APIRouter:
                     yield ": keep-alive\n\n"
                     await asyncio.sleep(0.5)
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return _Feed(events(), feeds, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-    @router.get("/verify", summary="Recompute every chain and checkpoint (auditors: the whole store)",
-                dependencies=[Depends(require_roles(settings, "auditor"))])
-    async def verify_store(request: Request) -> dict:
-        async with request.app.state.runtime.pool.acquire() as conn:
-            return await handlers.verify(conn, key)
+    def city_wide_auditor(grant: TokenGrant = Depends(auditors)) -> TokenGrant:
+        """The whole store names cases of every division: auditors with a city-wide grant only."""
+        if jurisdiction(grant) is not None:
+            raise Problem(403, "Forbidden", "whole-store verification is for city-wide auditors")
+        return grant
 
-    @router.get("/cases/{case_id}/verify", summary="Recompute a case's hash chain")
+    @router.post("/verifications", status_code=202, summary="Start verifying the whole store (auditors;"
+                 " one at a time: 409 names the running one)",
+                 responses={409: {"description": "a verification is running (its URL in `running`)"}})
+    async def start_verification(request: Request, grant: TokenGrant = Depends(city_wide_auditor)) -> JSONResponse:
+        job = verifications.start(request.app.state.runtime.pool, key, settings.audit_checkpoint_seconds,
+                                  grant.subject)
+        if job is None:
+            running = verifications.running()
+            raise Problem(409, "A verification is running", "one whole-store verification at a time: follow the"
+                          " running one", running=f"/v1/verifications/{running.id}" if running else None)
+        return JSONResponse(job.as_json(), status_code=202, headers={"Location": f"/v1/verifications/{job.id}"})
+
+    @router.get("/verifications/{job_id}", summary="A whole-store verification: status, and once done its"
+                " findings, counts and time (auditors)", dependencies=[Depends(city_wide_auditor)])
+    async def verification(job_id: str) -> dict:
+        job = verifications.get(job_id)
+        if job is None:
+            raise Problem(404, "No such verification",
+                          f"jobs live in the instance that ran them, the latest {verifications.keep}")
+        return job.as_json()
+
+    @router.get("/cases/{case_id}/verify", summary="Verify a case's hash chain, the checkpoints and the"
+                " append-only triggers (the verdict the console shows)")
     async def verify_case(case_id: str, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
         await check_visible(request, case_id, grant)
-        chain = await storage.chain(request.app.state.runtime.pool, case_id)
-        if not chain:
+        async with request.app.state.runtime.pool.acquire() as conn, \
+                conn.transaction(isolation="repeatable_read", readonly=True):
+            result = await handlers.verify(conn, key, case_id, checkpoint_seconds=settings.audit_checkpoint_seconds)
+        if not result["records"]:
             raise Problem(404, "No trace for this case")
-        broken = domain.first_broken(chain)
-        return {"case_id": case_id, "records": len(chain), "intact": broken is None, "first_broken_seq": broken}
+        return result
 
     return router

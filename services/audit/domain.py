@@ -1,13 +1,14 @@
-"""Audit as plain Python: the hash chain of a case's trace and its signed checkpoints, the case
-summary folded from the trace, masking of personal data, and the command centre's figures."""
+"""Audit as plain Python: the hash chain of a case's trace, its chain of signed checkpoints and what
+verification finds wrong, the case summary folded from the trace, masking of personal data, and the
+command centre's figures."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, Iterable, Literal
 
 from shared import personal
@@ -100,9 +101,208 @@ def signature_valid(digest: bytes, signature: str, key: bytes) -> bool:
     return hmac.compare_digest(sign(digest, key), signature)
 
 
-def checkpoint_holds(heads: Iterable[tuple[str, int, bytes]], digest: bytes, signature: str, key: bytes) -> bool:
-    """Whether a stored checkpoint still matches the chains' heads it covered, and its signature is ours."""
-    return checkpoint_digest(heads) == digest and signature_valid(digest, signature, key)
+# --- the chain of checkpoints, and what verification finds ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed checkpoint of every chain's head. A chained one (`seq` set) signs its sequence number,
+    the previous checkpoint's signature and its own fields; one from before chaining (`seq` None)
+    signed its digest alone."""
+
+    id: int
+    taken_at: datetime
+    cases: int
+    events: int
+    up_to_id: int
+    digest: bytes
+    signature: str
+    key_id: str
+    seq: int | None = None
+    prev_signature: str | None = None
+
+    def message(self) -> bytes:
+        """The bytes a chained checkpoint's signature covers: its fields as sorted, compact JSON."""
+        return _dumps({
+            "cases": self.cases, "digest": self.digest.hex(), "events": self.events, "key_id": self.key_id,
+            "prev_signature": self.prev_signature, "seq": self.seq,
+            "taken_at": self.taken_at.astimezone(UTC).isoformat(), "up_to_id": self.up_to_id,
+        }).encode()
+
+    def signature_valid(self, key: bytes) -> bool:
+        """Whether the stored signature is ours over what this checkpoint says."""
+        if self.seq is None:
+            return signature_valid(self.digest, self.signature, key)
+        return hmac.compare_digest(hmac.new(key, self.message(), hashlib.sha256).hexdigest(), self.signature)
+
+
+def next_checkpoint(previous: Checkpoint | None, heads: list[tuple[str, int, bytes]], events: int, up_to_id: int,
+                    taken_at: datetime, key: bytes, key_id: str) -> Checkpoint:
+    """The signed checkpoint that follows `previous` (the newest chained one, else the newest from before
+    chaining, else none): the next sequence number, linked to the previous signature (id is set on insert)."""
+    seq = previous.seq + 1 if previous is not None and previous.seq is not None else 1
+    unsigned = Checkpoint(id=0, taken_at=taken_at, cases=len(heads), events=events, up_to_id=up_to_id,
+                          digest=checkpoint_digest(heads), signature="", key_id=key_id, seq=seq,
+                          prev_signature=previous.signature if previous is not None else None)
+    return replace(unsigned, signature=hmac.new(key, unsigned.message(), hashlib.sha256).hexdigest())
+
+
+# {"kind", "detail", and what it concerns: case_id, checkpoint_id, seq, table, trigger}
+Finding = dict[str, Any]
+
+
+def finding(kind: str, detail: str, **about: Any) -> Finding:
+    """One thing verification found wrong, as the API and the CLI report it."""
+    return {"kind": kind, "detail": detail, **about}
+
+
+def chain_finding(case_id: str, first_broken_seq: int) -> Finding:
+    """A case's chain that no longer follows from its records."""
+    return finding("chain_broken", f"case {case_id}: the chain breaks at record {first_broken_seq}",
+                   case_id=case_id, seq=first_broken_seq)
+
+
+def _name(cp: Checkpoint) -> str:
+    return f"checkpoint {cp.id}" + (f" (seq {cp.seq})" if cp.seq is not None else " (unchained)")
+
+
+def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1] = (out[-1][0], n)
+        else:
+            out.append((n, n))
+    return out
+
+
+def checkpoint_findings(checkpoints: list[Checkpoint], key: bytes) -> list[Finding]:
+    """Signatures, order, gaps and links of the stored checkpoints, given in the order they were stored (id).
+
+    A deleted checkpoint leaves a gap in the sequence (and its successor's link points at nothing); a
+    reordered or swapped one is stored out of sequence; the first chained checkpoint links to the last
+    one from before chaining (or to none). The newest ones deleted leave no gap: see `uncovered_finding`.
+    """
+    out = [finding("checkpoint_forged", f"{_name(cp)}: the signature is not ours over what it says"
+                                        f" (key id {cp.key_id!r})", checkpoint_id=cp.id, seq=cp.seq)
+           for cp in checkpoints if not cp.signature_valid(key)]
+    chained_seen, last_seq = False, 0
+    for cp in checkpoints:
+        if cp.seq is None:
+            if chained_seen:
+                out.append(finding("checkpoint_out_of_order", f"{_name(cp)} is stored after chained ones",
+                                   checkpoint_id=cp.id, seq=None))
+            continue
+        chained_seen = True
+        if cp.seq <= last_seq:
+            out.append(finding("checkpoint_out_of_order", f"{_name(cp)} is stored after seq {last_seq}",
+                               checkpoint_id=cp.id, seq=cp.seq))
+        last_seq = max(last_seq, cp.seq)
+    by_seq: dict[int, Checkpoint] = {}
+    for cp in checkpoints:
+        if cp.seq is not None:
+            if cp.seq in by_seq:
+                out.append(finding("checkpoint_duplicate", f"{_name(cp)} repeats the sequence number of"
+                                   f" checkpoint {by_seq[cp.seq].id}", checkpoint_id=cp.id, seq=cp.seq))
+            by_seq.setdefault(cp.seq, cp)
+    if not by_seq:
+        return out
+    missing = [s for s in range(1, max(by_seq) + 1) if s not in by_seq]
+    for first, last in _ranges(missing):
+        which = f"seq {first}" if first == last else f"seq {first} to {last}"
+        out.append(finding("checkpoint_missing", f"checkpoint {which} is missing (deleted)", seq=first))
+    first_chained = next(i for i, cp in enumerate(checkpoints) if cp.seq is not None)
+    unchained = checkpoints[:first_chained]  # stored before chaining began (no seq)
+    for seq, cp in sorted(by_seq.items()):
+        if seq > 1 and seq - 1 not in by_seq:
+            continue  # the gap is reported above
+        before = by_seq[seq - 1] if seq > 1 else (unchained[-1] if unchained else None)
+        if cp.prev_signature != (before.signature if before is not None else None):
+            to = _name(before) if before is not None else "no checkpoint"
+            out.append(finding("checkpoint_link_broken", f"{_name(cp)} does not link to {to}: the one it"
+                               " followed is gone or was replaced", checkpoint_id=cp.id, seq=seq))
+    return out
+
+
+def newest(genuine: list[Checkpoint]) -> Checkpoint | None:
+    """The checkpoint covering the most events among those given (the ones whose signature is ours)."""
+    return max(genuine, key=lambda cp: (cp.up_to_id, cp.id)) if genuine else None
+
+
+def heads_finding(cp: Checkpoint, heads: list[tuple[str, int, bytes]]) -> Finding | None:
+    """A checkpoint whose covered chains' heads are no longer what it signed (a rewritten chain)."""
+    if checkpoint_digest(heads) == cp.digest:
+        return None
+    return finding("checkpoint_heads_changed", f"{_name(cp)}: the chains' heads up to event {cp.up_to_id}"
+                   " are no longer those it signed", checkpoint_id=cp.id, seq=cp.seq)
+
+
+def missing_events_finding(cp: Checkpoint, remaining: int) -> Finding | None:
+    """Events a checkpoint covered that are gone (deleted or truncated behind the triggers' back)."""
+    if remaining >= cp.events:
+        return None
+    return finding("events_missing", f"{_name(cp)} covered {cp.events} events up to event {cp.up_to_id};"
+                   f" {remaining} remain", checkpoint_id=cp.id, seq=cp.seq)
+
+
+def covered_event_gone(cp: Checkpoint) -> Finding:
+    """The last event a checkpoint covered is gone (deleted or truncated behind the triggers' back)."""
+    return finding("events_missing", f"{_name(cp)} covered events up to event {cp.up_to_id}, which is gone",
+                   checkpoint_id=cp.id, seq=cp.seq)
+
+
+def uncovered_finding(newest: Checkpoint | None, first_uncovered_at: datetime | None, now: datetime,
+                      checkpoint_seconds: float) -> Finding | None:
+    """Events no checkpoint has covered for more than two checkpoint intervals: checkpoints stopped, or
+    the newest ones were deleted. `first_uncovered_at`: when the oldest event after `newest` was recorded."""
+    if first_uncovered_at is None or now - first_uncovered_at <= timedelta(seconds=2 * checkpoint_seconds):
+        return None
+    after = f"after event {newest.up_to_id} ({_name(newest)})" if newest is not None else "at all"
+    return finding("checkpoint_stale", f"no checkpoint covers events since {first_uncovered_at.isoformat()}"
+                   f" (none {after}; one is signed every {checkpoint_seconds:g} s)",
+                   checkpoint_id=newest.id if newest else None, seq=newest.seq if newest else None)
+
+
+# The triggers that keep the trace append-only (migrations 0001, 0002, 0007): (table, trigger) -> the
+# pg_trigger.tgtype bits it must have (1 row, 2 before, 8 delete, 16 update, 32 truncate).
+ROW_GUARD, TRUNCATE_GUARD = 1 | 2 | 8 | 16, 2 | 32
+APPEND_ONLY_GUARDS = {
+    (table, f"{table}_{name}"): bits for table in ("events", "checkpoints", "dead_letters")
+    for name, bits in (("append_only", ROW_GUARD), ("no_truncate", TRUNCATE_GUARD))
+}
+# The body of refuse_change() as migration 0001 wrote it (whitespace aside): a guard calling anything
+# else, or a function rewritten to let changes through, is no guard.
+REFUSE_CHANGE = "BEGIN RAISE EXCEPTION 'audit records are append-only (% refused on %)', TG_OP, TG_TABLE_NAME; END"
+
+
+@dataclass(frozen=True)
+class Guard:
+    """An append-only trigger as the catalogue shows it."""
+
+    table: str
+    trigger: str
+    enabled: str  # pg_trigger.tgenabled: O (fires), A (always), D (disabled), R (replication sessions only)
+    type: int
+    function: str
+    function_source: str
+
+
+def guard_findings(guards: Iterable[Guard]) -> list[Finding]:
+    """Append-only triggers that are missing, disabled, or no longer refuse what they must."""
+    found = {(g.table, g.trigger): g for g in guards}
+    out = []
+    for (table, trigger), bits in APPEND_ONLY_GUARDS.items():
+        g = found.get((table, trigger))
+        about = {"table": table, "trigger": trigger}
+        if g is None:
+            out.append(finding("guard_missing", f"trigger {trigger} on {table} is missing", **about))
+        elif g.enabled not in ("O", "A"):
+            out.append(finding("guard_disabled", f"trigger {trigger} on {table} is disabled"
+                               f" (tgenabled {g.enabled!r})", **about))
+        elif g.type != bits or g.function != "refuse_change" or " ".join(g.function_source.split()) != REFUSE_CHANGE:
+            out.append(finding("guard_altered", f"trigger {trigger} on {table} no longer refuses what it must"
+                               f" (type {g.type}, function {g.function})", **about))
+    return out
 
 
 # --- the case summary: who holds each case now, in what state, and whether it is late ------------

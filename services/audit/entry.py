@@ -28,9 +28,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     key = settings.signing_key()  # refuses to build the service without one
 
+    verifications = handlers.VerificationJobs()
+
     async def checkpoint(rt: ServiceRuntime) -> None:
         async with rt.pool.acquire() as conn, conn.transaction():
             await handlers.take_checkpoint(conn, key, settings.audit_key_id)
+
+    async def stop_verifications(rt: ServiceRuntime) -> None:
+        await verifications.cancel()
 
     runtime = ServiceRuntime(
         "audit",
@@ -39,5 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handlers={"audit": handlers.record_events, "audit-deadletters": handlers.record_dead_letters},
         periodic=[("audit-checkpoints", settings.audit_checkpoint_seconds, checkpoint)],
         prepare=backfill,
+        before_stop=stop_verifications,
     )
-    return service_app(runtime, title="OneWindow audit", routers=[build_router(settings)])
+    return service_app(runtime, title="OneWindow audit", routers=[build_router(settings, verifications)])

@@ -1,11 +1,17 @@
 """Audit's handlers: Kafka batches into the trace and the dead-letter record, and the acts over the
-stored trace (signed checkpoints, verification, the one-off summary backfill); each loads, lets the
-domain decide, and saves. Audit takes every event type as it comes, so it has no event map."""
+stored trace (chained signed checkpoints, verification inline or as a background job, the one-off
+summary backfill); each loads, lets the domain decide, and saves. Audit takes every event type as it
+comes, so it has no event map."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import asyncpg
 
@@ -13,6 +19,8 @@ from services.audit import domain, storage
 from shared.messaging.consumer import Inbound
 from shared.messaging.outbox import Outgoing
 from shared.telemetry import trace_id_of
+
+log = logging.getLogger(__name__)
 
 
 def _as_dict(data: object) -> dict:
@@ -72,34 +80,144 @@ async def record_dead_letters(conn: asyncpg.Connection, items: list[Inbound]) ->
 
 
 async def take_checkpoint(conn: asyncpg.Connection, key: bytes, key_id: str) -> dict | None:
-    """Sign the heads of all chains as they are now (None when there is nothing new since the last one)."""
+    """Sign the heads of all chains as they are now, linked to the checkpoint before (None when there is
+    nothing new since the last one)."""
+    await storage.lock_checkpoints(conn)
     top = await storage.last_event_id(conn)
     if top is None:
         return None
-    last = await storage.last_checkpoint_up_to(conn)
-    if last is not None and last >= top:
+    covered = await storage.last_checkpoint_up_to(conn)
+    if covered is not None and covered >= top:
         return None
     heads = await storage.all_heads(conn, top)
-    digest = domain.checkpoint_digest(heads)
     events = await storage.count_events(conn, top)
-    await storage.insert_checkpoint(conn, len(heads), events, top, digest, domain.sign(digest, key), key_id)
-    return {"cases": len(heads), "events": events, "up_to_id": top}
+    cp = domain.next_checkpoint(await storage.last_checkpoint(conn), heads, events, top, await storage.now(conn),
+                                key, key_id)
+    await storage.insert_checkpoint(conn, cp)
+    return {"cases": cp.cases, "events": events, "up_to_id": top, "seq": cp.seq}
 
 
-async def verify(conn: asyncpg.Connection, key: bytes, case_id: str | None = None) -> dict:
-    """Recompute every chain (or one case's) and every checkpoint; name the first broken record."""
-    broken = []
-    for cid in [case_id] if case_id else await storage.case_ids(conn):
-        first = domain.first_broken(await storage.chain(conn, cid))
+async def verify(conn: asyncpg.Connection, key: bytes, case_id: str | None = None, *,
+                 checkpoint_seconds: float = 300.0) -> dict:
+    """Verify the trace: every chain (or one case's), the chain of checkpoints, the append-only
+    triggers, and that checkpoints keep up with the events. Run it in one repeatable-read transaction.
+
+    The whole store also recomputes every checkpoint's heads and counts the events each covered; one
+    case's verification (bounded) looks up the last event each checkpoint covered and counts only the
+    newest checkpoint's. `intact` is true when nothing was found; `findings` says what was.
+    """
+    checked_at = await storage.now(conn)
+    broken, records = [], 0
+    cases = [case_id] if case_id else await storage.case_ids(conn)
+    for cid in cases:
+        chain = await storage.chain(conn, cid)
+        records += len(chain)
+        first = domain.first_broken(chain)
         if first is not None:
             broken.append({"case_id": cid, "first_broken_seq": first})
-    bad_checkpoints = []
-    if case_id is None:  # a checkpoint covers every chain: one case's check says nothing of it
-        for cp in await storage.checkpoints(conn):
-            heads = await storage.all_heads(conn, cp["up_to_id"])
-            if not domain.checkpoint_holds(heads, cp["digest"], cp["signature"], key):
-                bad_checkpoints.append(cp["id"])
-    return {"intact": not broken and not bad_checkpoints, "broken": broken, "checkpoints_failing": bad_checkpoints}
+    findings = [domain.chain_finding(b["case_id"], b["first_broken_seq"]) for b in broken]
+
+    checkpoints = await storage.checkpoints(conn)
+    findings += domain.checkpoint_findings(checkpoints, key)
+    failing = {f["checkpoint_id"] for f in findings if f["kind"] == "checkpoint_forged"}
+    genuine = [cp for cp in checkpoints if cp.id not in failing]
+    newest = domain.newest(genuine)
+    if case_id is None:  # every checkpoint recomputed: its chains' heads and the events it covered
+        for cp in genuine:
+            if f := domain.heads_finding(cp, await storage.all_heads(conn, cp.up_to_id)):
+                findings.append(f)
+                failing.add(cp.id)
+            if f := domain.missing_events_finding(cp, await storage.count_events(conn, cp.up_to_id)):
+                findings.append(f)
+    else:  # bounded: the last event each checkpoint covered is still there, and all those of the newest
+        gone = await storage.absent_events(conn, [cp.up_to_id for cp in genuine])
+        findings += [domain.covered_event_gone(cp) for cp in genuine if cp.up_to_id in gone]
+        if newest is not None and newest.up_to_id not in gone:
+            if f := domain.missing_events_finding(newest, await storage.count_events(conn, newest.up_to_id)):
+                findings.append(f)
+    first_uncovered = await storage.first_event_after(conn, newest.up_to_id if newest else 0)
+    if f := domain.uncovered_finding(newest, first_uncovered, checked_at, checkpoint_seconds):
+        findings.append(f)
+    guards = await storage.guards(conn, {table for table, _ in domain.APPEND_ONLY_GUARDS})
+    findings += domain.guard_findings(guards)
+
+    result = {"intact": not findings, "findings": findings, "checked_at": checked_at.isoformat()}
+    store = {"checkpoints": len(checkpoints), "guards": len(domain.APPEND_ONLY_GUARDS)}
+    if case_id is not None:
+        first = broken[0]["first_broken_seq"] if broken else None
+        return {"case_id": case_id, "records": records, "chain_intact": not broken, "first_broken_seq": first,
+                **result, "counts": {"records": records, **store}}
+    return {**result, "counts": {"cases": len(cases), "events": records, **store}, "broken": broken,
+            "checkpoints_failing": sorted(failing)}
+
+
+@dataclass
+class VerificationJob:
+    """A whole-store verification running in the background, and its result once done."""
+
+    id: str
+    requested_by: str
+    started_at: datetime
+    status: Literal["running", "done", "failed", "cancelled"] = "running"
+    finished_at: datetime | None = None
+    result: dict | None = None
+    task: asyncio.Task | None = field(default=None, repr=False)
+
+    def as_json(self) -> dict:
+        """The job as the API shows it."""
+        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+        return {"id": self.id, "status": self.status, "requested_by": self.requested_by,
+                "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "result": self.result}
+
+
+class VerificationJobs:
+    """Whole-store verifications, one at a time per process, kept in its memory (the latest `keep`)."""
+
+    def __init__(self, keep: int = 20) -> None:
+        self.keep = keep
+        self.jobs: dict[str, VerificationJob] = {}
+
+    def running(self) -> VerificationJob | None:
+        """The job running now, if any."""
+        return next((j for j in self.jobs.values() if j.status == "running"), None)
+
+    def get(self, job_id: str) -> VerificationJob | None:
+        """A job by id (None when unknown or long forgotten)."""
+        return self.jobs.get(job_id)
+
+    def start(self, pool: asyncpg.Pool, key: bytes, checkpoint_seconds: float,
+              requested_by: str) -> VerificationJob | None:
+        """Start verifying the whole store in the background; None while another job runs."""
+        if self.running() is not None:
+            return None
+        job = VerificationJob(id=str(uuid.uuid4()), requested_by=requested_by, started_at=datetime.now(UTC))
+        self.jobs[job.id] = job
+        for old in list(self.jobs)[:-self.keep]:
+            del self.jobs[old]
+        job.task = asyncio.create_task(self._run(job, pool, key, checkpoint_seconds), name=f"verification-{job.id}")
+        return job
+
+    async def _run(self, job: VerificationJob, pool: asyncpg.Pool, key: bytes, checkpoint_seconds: float) -> None:
+        try:
+            async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+                job.result = await verify(conn, key, checkpoint_seconds=checkpoint_seconds)
+            job.status = "done"
+        except asyncio.CancelledError:
+            job.status = "cancelled"
+            raise
+        except Exception:
+            log.exception("verification failed", extra={"job": job.id})
+            job.status = "failed"
+        finally:
+            job.finished_at = datetime.now(UTC)
+            job.task = None
+
+    async def cancel(self) -> None:
+        """Stop a running job (the process stops: its connection goes back before the pool closes)."""
+        tasks = [j.task for j in self.jobs.values() if j.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def backfill_summaries(conn: asyncpg.Connection, batch: int = 5000) -> int:

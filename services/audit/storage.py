@@ -10,7 +10,7 @@ from typing import Iterable
 
 import asyncpg
 
-from services.audit.domain import CaseSummary, TraceRecord
+from services.audit.domain import CaseSummary, Checkpoint, Guard, TraceRecord
 
 # Reads that a request (pool) and a transaction (connection) both make.
 Db = asyncpg.Connection | asyncpg.Pool
@@ -100,16 +100,64 @@ async def last_checkpoint_up_to(conn: asyncpg.Connection) -> int | None:
     return await conn.fetchval("SELECT max(up_to_id) FROM checkpoints")
 
 
-async def insert_checkpoint(conn: asyncpg.Connection, cases: int, events: int, up_to_id: int, digest: bytes,
-                            signature: str, key_id: str) -> None:
+async def lock_checkpoints(conn: asyncpg.Connection) -> None:
+    """One signer at a time (replicas): a transaction-scoped advisory lock."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('onewindow-audit-checkpoint'))")
+
+
+async def now(db: Db) -> datetime:
+    """The database's clock (the transaction's start), which also stamps `recorded_at`."""
+    return await db.fetchval("SELECT now()")
+
+
+def checkpoint_of(r: asyncpg.Record) -> Checkpoint:
+    """A stored checkpoint row as the domain's checkpoint."""
+    return Checkpoint(id=r["id"], taken_at=r["taken_at"], cases=r["cases"], events=r["events"],
+                      up_to_id=r["up_to_id"], digest=r["digest"], signature=r["signature"], key_id=r["key_id"],
+                      seq=r["seq"], prev_signature=r["prev_signature"])
+
+
+async def last_checkpoint(conn: asyncpg.Connection) -> Checkpoint | None:
+    """The checkpoint a new one follows: the newest chained one, else the newest from before chaining."""
+    row = await conn.fetchrow("SELECT * FROM checkpoints ORDER BY seq DESC NULLS LAST, id DESC LIMIT 1")
+    return checkpoint_of(row) if row else None
+
+
+async def insert_checkpoint(conn: asyncpg.Connection, cp: Checkpoint) -> None:
     """Store a signed checkpoint."""
-    await conn.execute("INSERT INTO checkpoints (cases, events, up_to_id, digest, signature, key_id)"
-                       " VALUES ($1,$2,$3,$4,$5,$6)", cases, events, up_to_id, digest, signature, key_id)
+    await conn.execute(
+        "INSERT INTO checkpoints (taken_at, cases, events, up_to_id, digest, signature, key_id, seq, prev_signature)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+        cp.taken_at, cp.cases, cp.events, cp.up_to_id, cp.digest, cp.signature, cp.key_id, cp.seq, cp.prev_signature)
 
 
-async def checkpoints(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Every checkpoint, oldest first."""
-    return await conn.fetch("SELECT * FROM checkpoints ORDER BY id")
+async def checkpoints(conn: asyncpg.Connection) -> list[Checkpoint]:
+    """Every checkpoint, in the order stored (id)."""
+    return [checkpoint_of(r) for r in await conn.fetch("SELECT * FROM checkpoints ORDER BY id")]
+
+
+async def absent_events(conn: asyncpg.Connection, ids: list[int]) -> set[int]:
+    """Which of the given event ids are not (any more) in the trace."""
+    rows = await conn.fetch("SELECT i FROM unnest($1::bigint[]) AS k(i) WHERE NOT EXISTS"
+                            " (SELECT 1 FROM events e WHERE e.id = k.i)", ids)
+    return {r["i"] for r in rows}
+
+
+async def first_event_after(conn: asyncpg.Connection, after_id: int) -> datetime | None:
+    """When the first event after an id was recorded (None when there is none)."""
+    return await conn.fetchval("SELECT recorded_at FROM events WHERE id > $1 ORDER BY id LIMIT 1", after_id)
+
+
+async def guards(conn: asyncpg.Connection, tables: Iterable[str]) -> list[Guard]:
+    """The user triggers on the given tables of the current schema, with the function each calls."""
+    rows = await conn.fetch(
+        "SELECT c.relname, t.tgname, t.tgenabled::text AS enabled, t.tgtype, p.proname, p.prosrc"
+        " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid"
+        " WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+        " AND NOT t.tgisinternal AND c.relname = ANY($1)",
+        sorted(set(tables)))
+    return [Guard(table=r["relname"], trigger=r["tgname"], enabled=r["enabled"], type=r["tgtype"],
+                  function=r["proname"], function_source=r["prosrc"]) for r in rows]
 
 
 async def case_ids(conn: asyncpg.Connection) -> list[str]:

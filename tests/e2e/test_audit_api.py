@@ -1,4 +1,4 @@
-"""The audit query API: search, dead letters, whole-store verification, auth."""
+"""The audit query API: search, dead letters, whole-store verification (a job, auditors only), auth."""
 
 from __future__ import annotations
 
@@ -25,10 +25,32 @@ def test_search_dead_letters_and_verification(stack):
     assert case["case_id"] in {c["case_id"] for c in by_unit["cases"]}
     assert httpx.get(f"{base}/v1/cases", headers=OPERATOR, params={"division": "x"}).status_code == 422
     assert httpx.get(f"{base}/v1/dead-letters", headers=OPERATOR).status_code == 200
-    verified = httpx.get(f"{base}/v1/verify", headers=auth("auditor-token-0001"), timeout=60).json()
-    assert verified["intact"] and verified["broken"] == []
+    job = verify_store(base)
+    assert job["status"] == "done" and job["requested_by"] == "auditor-1", job
+    verified = job["result"]
+    assert verified["intact"] and verified["findings"] == [] and verified["broken"] == [], verified["findings"]
+    assert verified["counts"]["events"] >= 7 and verified["counts"]["guards"] == 6 and verified["checked_at"]
     for who in ("clerk-token-0001", "operator-token-0001"):  # the whole store is the auditors' to verify
-        assert httpx.get(f"{base}/v1/verify", headers=auth(who)).status_code == 403
+        headers = auth(who)
+        assert httpx.post(f"{base}/v1/verifications", headers=headers).status_code == 403
+        assert httpx.get(f"{base}/v1/verifications/{job['id']}", headers=headers).status_code == 403
+
+
+def verify_store(base: str, timeout: float = 60.0) -> dict:
+    """Start a whole-store verification as an auditor and wait for its end (after any running one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = httpx.post(f"{base}/v1/verifications", headers=AUDITOR)
+        if r.status_code == 409:  # one at a time: another is running
+            time.sleep(0.2)
+            continue
+        assert r.status_code == 202, r.text
+        while time.monotonic() < deadline:
+            job = httpx.get(base + r.headers["location"], headers=AUDITOR).json()
+            if job["status"] != "running":
+                return job
+            time.sleep(0.2)
+    raise AssertionError(f"no verification done after {timeout}s")
 
 
 def test_metrics_by_unit_town_and_county_with_rankings(stack):
@@ -121,4 +143,4 @@ def test_an_operator_of_one_county_reads_nothing_of_another(stack):
     xishan = httpx.get(f"{base}/v1/metrics", headers=XISHAN_OPERATOR, params={"by": "unit"}).json()
     assert not any(f["key"].endswith("339901") or "339901" in f["key"] for f in xishan["figures"])
     assert httpx.get(f"{base}/v1/dead-letters", headers=XISHAN_OPERATOR).status_code == 403
-    assert httpx.get(f"{base}/v1/verify", headers=XISHAN_OPERATOR).status_code == 403
+    assert httpx.post(f"{base}/v1/verifications", headers=XISHAN_OPERATOR).status_code == 403

@@ -57,7 +57,8 @@ def test_console_live_feed_search_and_screenshot(stack, tmp_path):
 
             page.fill("#number", case["case_number"])
             page.click("#search")
-            expect(page.locator("#verified")).to_have_text("chain intact", timeout=10_000)
+            expect(page.locator("#verified")).to_have_text("trace intact", timeout=10_000)
+            expect(page.locator("#findings li")).to_have_count(0)
             expect(page.locator("#holder")).to_contain_text("police-")
             trace_id = stack.timeline(case["case_id"])[0]["trace_id"]
             expect(page.locator("#trace")).to_have_text(trace_id)

@@ -52,8 +52,8 @@ async def test_tampering_is_caught_and_the_store_refuses_changes(store, database
     case_a, case_b = uuid.uuid4(), uuid.uuid4()
     await _record(pool, _events(case_a, 4) + _events(case_b, 3))
     async with pool.acquire() as conn, conn.transaction():
-        assert await handlers.take_checkpoint(conn, KEY, "t") == {"cases": 2, "events": 7,
-                                                                       "up_to_id": await conn.fetchval("SELECT max(id) FROM events")}
+        assert await handlers.take_checkpoint(conn, KEY, "t") == {
+            "cases": 2, "events": 7, "up_to_id": await conn.fetchval("SELECT max(id) FROM events"), "seq": 1}
         assert await handlers.take_checkpoint(conn, KEY, "t") is None  # nothing new
         assert (await handlers.verify(conn, KEY))["intact"]
 
