@@ -11,15 +11,16 @@ from __future__ import annotations
 import tomllib
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from shared.contracts import Level, RiskColour, RoutingReason
+from services.router import deadlines
 from services.router.triage import OTHER_KIND, Candidate, Prediction, TriageModel
 from shared.topics import UnitKind
 
@@ -32,6 +33,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _limit(value):
+    return deadlines.Limit.parse(value) if isinstance(value, str) else value
+
+
+# A time limit in the catalogue: "24 hours", "15 calendar days", "5 working days" (deadlines.py counts them).
+TimeLimit = Annotated[deadlines.Limit, BeforeValidator(_limit), PlainSerializer(str, return_type=str)]
+
+
 class Category(_Frozen):
     """One item of the catalogue (事项): a leaf of domain → matter → item, flattened."""
 
@@ -41,8 +50,8 @@ class Category(_Frozen):
     unit_kind: UnitKind
     level: Level
     specialty: str | None = None
-    acknowledge_hours: Annotated[float, Field(gt=0)]
-    resolve_hours: Annotated[float, Field(gt=0)]
+    acknowledge_limit: TimeLimit  # 签收: until the unit accepts the dispatch
+    resolve_limit: TimeLimit  # 办结: until the unit resolves it
     assist_kinds: tuple[UnitKind, ...] = ()
     mediation_first: bool = False  # 诉前调解: offered mediation before the court takes it
     risk: RiskColour = RiskColour.GREEN  # the least colour a case of this matter gets
@@ -72,8 +81,29 @@ class RiskRules(_Frozen):
     police_lead_category: str = "public_security.violence.armed"
 
 
-_INHERITED = ("unit_kind", "level", "specialty", "acknowledge_hours", "resolve_hours", "assist_kinds",
+_INHERITED = ("unit_kind", "level", "specialty", "acknowledge_limit", "resolve_limit", "assist_kinds",
               "mediation_first", "risk", "on_red")
+_LIMITS = ("acknowledge", "resolve")
+
+
+def _limits(fields: dict, where: str) -> dict:
+    """The fields with their time limits read: `<clock>_limit` text, or an older catalogue's
+    `<clock>_hours` number (read as that many hours). A limit that cannot be read names its place."""
+    fields = dict(fields)
+    for clock in _LIMITS:
+        text, hours = fields.pop(f"{clock}_limit", None), fields.pop(f"{clock}_hours", None)
+        if text is not None and hours is not None:
+            raise ValueError(f"{where}: give {clock}_limit or {clock}_hours, not both")
+        if hours is not None:
+            if isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0:
+                raise ValueError(f"{where}: {clock}_hours must be a number of hours above zero")
+            text = f"{hours} hours"
+        if text is not None:
+            try:
+                fields[f"{clock}_limit"] = deadlines.Limit.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {clock}_limit {exc}") from None
+    return fields
 
 
 def _flatten(domains: list[dict]) -> list[dict]:
@@ -81,10 +111,15 @@ def _flatten(domains: list[dict]) -> list[dict]:
     out = []
     for d in domains:
         for m in d.get("matter", []):
-            defaults = {k: m[k] for k in _INHERITED if k in m}
+            matter = _limits(m, f"{d['code']}.{m['code']}")
+            defaults = {k: matter[k] for k in _INHERITED if k in matter}
             for item in m.get("item", []):
-                out.append({**defaults, **item, "code": f"{d['code']}.{m['code']}.{item['code']}",
-                            "path": (d["name"], m["name"], item["name"])})
+                code = f"{d['code']}.{m['code']}.{item['code']}"
+                flat = {**defaults, **_limits(item, code), "code": code, "path": (d["name"], m["name"], item["name"])}
+                for clock in _LIMITS:
+                    if f"{clock}_limit" not in flat:
+                        raise ValueError(f"{code}: no {clock}_limit on the item or its matter")
+                out.append(flat)
     return out
 
 
@@ -97,8 +132,8 @@ class Catalogue(_Frozen):
     trusted_channels: tuple[str, ...] = ("window", "hotline", "grid", "police_referral", "court_referral")
     callback_attempts: Annotated[int, Field(ge=1, le=10)] = 3  # 回访未接通: calls before closing as unreachable
     # limits of a matter no item fits, dispatched by an operator with a free-text category
-    uncatalogued_acknowledge_hours: Annotated[float, Field(gt=0)] = 2
-    uncatalogued_resolve_hours: Annotated[float, Field(gt=0)] = 120
+    uncatalogued_acknowledge_limit: TimeLimit = deadlines.Limit(1, deadlines.LimitUnit.WORKING_DAYS)
+    uncatalogued_resolve_limit: TimeLimit = deadlines.Limit(5, deadlines.LimitUnit.WORKING_DAYS)  # 一般诉求
     risk: RiskRules
     category: tuple[Category, ...]
 
@@ -371,6 +406,14 @@ class Plan:
     resolve_by: datetime
     reason: RoutingReason = RoutingReason.INITIAL
     triage: Triage | None = None  # the model's reading, when the model chose the category
+    # the limits the deadlines were counted from (the catalogue's, shortened by the risk colour)
+    acknowledge_limit: deadlines.Limit | None = None
+    resolve_limit: deadlines.Limit | None = None
+
+    def limit_unit(self, clock: str) -> deadlines.LimitUnit:
+        """What the acknowledge or resolve clock of this plan counts in."""
+        limit = self.acknowledge_limit if clock == "acknowledge" else self.resolve_limit
+        return limit.unit if limit else deadlines.LimitUnit.HOURS
 
     @property
     def lead(self) -> Unit:
@@ -421,6 +464,8 @@ def plan_for(
         if helper:
             assignments.append(Assigned(helper, "assist"))
     factor = effect.deadline_factor if effect else 1.0
+    acknowledge = category.acknowledge_limit.scaled(factor)
+    resolve = category.resolve_limit.scaled(factor)
     rules = (*rule_ids, *risk_reasons, *(f"assist:{a.unit.kind.value}:{a.unit.id}" for a in assignments[1:]),
              f"jurisdiction:{lead.level.value}:{lead.id}")
     return Plan(
@@ -430,9 +475,11 @@ def plan_for(
         risk_reasons=risk_reasons,
         assignments=tuple(assignments),
         rule_ids=rules,
-        acknowledge_by=now + timedelta(hours=category.acknowledge_hours * factor),
-        resolve_by=now + timedelta(hours=category.resolve_hours * factor),
+        acknowledge_by=acknowledge.due(now),
+        resolve_by=resolve.due(now),
         reason=reason,
+        acknowledge_limit=acknowledge,
+        resolve_limit=resolve,
     )
 
 
@@ -514,8 +561,8 @@ def uncatalogued(catalogue: Catalogue, unit: Unit, name: str) -> Category:
     """A matter no catalogue item fits (a broken street lamp), named in free text by the operator who
     dispatches it: the chosen unit's kind and level, the catalogue's general limits."""
     return Category(code=UNCATALOGUED, name=name, path=(name,), unit_kind=unit.kind, level=unit.level,
-                    acknowledge_hours=catalogue.uncatalogued_acknowledge_hours,
-                    resolve_hours=catalogue.uncatalogued_resolve_hours)
+                    acknowledge_limit=catalogue.uncatalogued_acknowledge_limit,
+                    resolve_limit=catalogue.uncatalogued_resolve_limit)
 
 
 # ---------------------------------------------------------------- the case lifecycle
@@ -678,7 +725,10 @@ class ClockColour(StrEnum):
 
 @dataclass(frozen=True)
 class Clock:
-    """A deadline clock of one dispatch: acknowledge (签收) or resolve (办结)."""
+    """A deadline clock of one dispatch: acknowledge (签收) or resolve (办结).
+
+    It counts in the unit of its limit: a working-day clock counts only the time of working days, so
+    its yellow share, a pause and an extension are measured in working time (deadlines.py)."""
 
     dispatch_id: str
     kind: str  # "acknowledge" | "resolve"
@@ -686,6 +736,12 @@ class Clock:
     due_at: datetime
     colour: ClockColour = ClockColour.WHITE
     paused_at: datetime | None = None
+    limit_unit: deadlines.LimitUnit = deadlines.LimitUnit.HOURS  # what the clock counts in
+
+    def yellow_at(self, yellow_share: float) -> datetime:
+        """When the clock has used `yellow_share` of its time, counted in its unit."""
+        total = deadlines.elapsed(self.limit_unit, self.started_at, self.due_at)
+        return deadlines.advance(self.limit_unit, self.started_at, total * yellow_share)
 
     def colour_at(self, now: datetime, yellow_share: float) -> ClockColour:
         """The colour the clock should show at `now` (a paused clock keeps its colour)."""
@@ -693,7 +749,7 @@ class Clock:
             return self.colour
         if now >= self.due_at:
             return ClockColour.RED
-        if now >= self.started_at + (self.due_at - self.started_at) * yellow_share:
+        if now >= self.yellow_at(yellow_share):
             return ClockColour.YELLOW
         return ClockColour.WHITE
 
@@ -702,7 +758,7 @@ class Clock:
         if self.paused_at is not None or self.colour is ClockColour.RED:
             return None
         if self.colour is ClockColour.WHITE:
-            return self.started_at + (self.due_at - self.started_at) * yellow_share
+            return self.yellow_at(yellow_share)
         return self.due_at
 
     def pause(self, now: datetime) -> "Clock":
@@ -710,11 +766,18 @@ class Clock:
         return self if self.paused_at else replace(self, paused_at=now)
 
     def resume(self, now: datetime) -> "Clock":
-        """Restart the clock: the due time moves by the time spent paused."""
+        """Restart the clock: its start and due time move by the time spent paused, counted in the
+        clock's unit (a working-day clock paused over a weekend moves by none of the weekend)."""
         if self.paused_at is None:
             return self
-        shift = now - self.paused_at
-        return replace(self, paused_at=None, started_at=self.started_at + shift, due_at=self.due_at + shift)
+        shift = deadlines.elapsed(self.limit_unit, self.paused_at, now)
+        return replace(self, paused_at=None, started_at=deadlines.advance(self.limit_unit, self.started_at, shift),
+                       due_at=deadlines.advance(self.limit_unit, self.due_at, shift))
+
+    def extend(self, by: deadlines.Limit) -> "Clock":
+        """Extend the limit (延期): the due time moves on by `by`, counted in its own unit from the
+        current due time (5 working days after a due time at the end of a Friday end the next Friday)."""
+        return replace(self, due_at=deadlines.advance(by.unit, self.due_at, by.span))
 
 
 @dataclass(frozen=True)

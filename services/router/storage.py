@@ -9,6 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.router.deadlines import LimitUnit
 from services.router.domain import (
     CaseStatus,
     Clock,
@@ -120,10 +121,11 @@ async def queue(pool: asyncpg.Pool, name: str, divisions: list[str], limit: int 
 # ---------------------------------------------------------------- clocks
 
 async def start_clocks(conn: asyncpg.Connection, rows: list[tuple]) -> None:
-    """Start clocks: (dispatch_id, kind, case_id, unit_id, unit_kind, division, started, due, next_check, tp)."""
+    """Start clocks: (dispatch_id, kind, case_id, unit_id, unit_kind, division, started, due, next_check, tp,
+    limit_unit) — limit_unit is what the clock counts in (hours, calendar_days, working_days)."""
     await conn.executemany(
         "INSERT INTO clocks (dispatch_id, kind, case_id, unit_id, unit_kind, division_code, started_at, due_at,"
-        " next_check, traceparent) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT DO NOTHING",
+        " next_check, traceparent, limit_unit) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
         rows,
     )
 
@@ -150,7 +152,7 @@ async def due_clocks(conn: asyncpg.Connection, now: datetime, limit: int = 500) 
 def clock_of(r: asyncpg.Record) -> Clock:
     """The domain clock of a row."""
     return Clock(str(r["dispatch_id"]), r["kind"], r["started_at"], r["due_at"], ClockColour(r["colour"]),
-                 r["paused_at"])
+                 r["paused_at"], LimitUnit(r["limit_unit"]))
 
 
 async def save_clocks(conn: asyncpg.Connection, changes: Iterable[ClockChange]) -> None:

@@ -180,10 +180,11 @@ class RoutingDesk:
                 resolve_by=plan.resolve_by, role=a.role, risk_colour=plan.risk, reason=plan.reason,
             ), dispatch_id, traceparent, now + timedelta(microseconds=n))  # dispatches follow their decision
             for kind, due in (("acknowledge", plan.acknowledge_by), ("resolve", plan.resolve_by)):
-                clock = domain.Clock(dispatch_id, kind, started_at, due)
+                clock = domain.Clock(dispatch_id, kind, started_at, due, limit_unit=plan.limit_unit(kind))
                 fx.clock_starts.append((UUID(dispatch_id), kind, UUID(state.case_id), a.unit.id, a.unit.kind.value,
                                         state.division_code, started_at, due,
-                                        clock.next_change(self.catalogue.yellow_share), traceparent))
+                                        clock.next_change(self.catalogue.yellow_share), traceparent,
+                                        clock.limit_unit.value))
 
     def explanation(self, t: domain.Triage | None) -> TriageExplanation | None:
         """The model's reading as the routed event carries it."""
@@ -625,7 +626,8 @@ class RoutingDesk:
         for r in due:
             clock = r.clock
             colour = clock.colour_at(now, share)
-            changed = domain.Clock(clock.dispatch_id, clock.kind, clock.started_at, clock.due_at, colour)
+            changed = domain.Clock(clock.dispatch_id, clock.kind, clock.started_at, clock.due_at, colour,
+                                   limit_unit=clock.limit_unit)
             changes.append(domain.ClockChange(changed, changed.next_change(share)))
             if colour is clock.colour:
                 continue

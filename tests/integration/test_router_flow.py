@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -308,6 +308,35 @@ async def test_clocks_turn_yellow_then_red_once_and_survive_a_restart(pool, data
         assert await handlers.supervise_once(pool2, restarted, t0 + timedelta(hours=30)) == 1  # yellow at 75 %
     finally:
         await pool2.close()
+
+
+async def test_working_day_clocks_keep_their_unit_in_postgresql_across_a_weekend_pause(pool):
+    """A neighbour dispute counts working days (stored with each clock): its yellow check and due times
+    skip the weekend, and a pause over the weekend, read back from the table, moves nothing."""
+    friday = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)  # Friday 10:00 Beijing time
+    case = _case("邻居家漏水，邻里纠纷", category=LEAK).model_copy(update={"received_at": friday})
+    await _feed(pool, _inbound(case, "intake.cases"))
+    lead = (await _state(pool, case.case_id)).lead
+    rows = await pool.fetch("SELECT kind, limit_unit, due_at, next_check FROM clocks WHERE dispatch_id = $1"
+                            " ORDER BY kind", uuid.UUID(lead.dispatch_id))
+    assert [(r["kind"], r["limit_unit"]) for r in rows] == [("acknowledge", "working_days"),
+                                                            ("resolve", "working_days")]
+    # 1 working day: to the end of Monday 30 November (Beijing); 75 % of its 38 working hours is
+    # reached on Monday at 14:30, not over the weekend
+    assert rows[0]["due_at"] == datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
+    assert rows[0]["next_check"] == datetime(2026, 11, 30, 6, 30, tzinfo=UTC)
+    # 7 working days: 30 November – 4 December, 7 and 8 December
+    assert rows[1]["due_at"] == datetime(2026, 12, 8, 16, 0, tzinfo=UTC)
+    async with pool.acquire() as conn, conn.transaction():
+        await handlers.pause_or_resume(conn, ROUTER, case.case_id, uuid.UUID(lead.dispatch_id), True, "当事人外出",
+                                       datetime(2026, 11, 28, 2, 0, tzinfo=UTC), None, OPERATOR)  # Saturday
+    async with pool.acquire() as conn, conn.transaction():
+        clocks = await handlers.pause_or_resume(conn, ROUTER, case.case_id, uuid.UUID(lead.dispatch_id), False,
+                                                "回来了", datetime(2026, 11, 29, 12, 0, tzinfo=UTC), None,
+                                                OPERATOR)  # Sunday
+    assert [(c.due_at, c.limit_unit.value) for c in clocks] == [(r["due_at"], "working_days") for r in rows]
+    assert await handlers.supervise_once(pool, ROUTER, datetime(2026, 11, 30, 6, 29, tzinfo=UTC)) == 0
+    assert await handlers.supervise_once(pool, ROUTER, datetime(2026, 11, 30, 6, 30, tzinfo=UTC)) == 1  # yellow
 
 
 async def test_the_queue_is_filtered_by_jurisdiction_in_the_query_before_the_limit(pool):

@@ -205,13 +205,16 @@ def test_red_risk_shortens_deadlines_and_lifts_the_level():
     red = _route("邻里之间因为漏水产生纠纷", flags=["violence"], model=LEAK)
     assert green.lead.level is Level.VILLAGE and red.lead.level is Level.COUNTY  # police town → county
     fight = CATALOGUE.get("public_security.violence.fight")
-    assert red.resolve_by - T0 == timedelta(hours=fight.resolve_hours / 2)
+    assert red.resolve_by - T0 == timedelta(hours=fight.resolve_limit.amount / 2)  # hours: halved exactly
 
 
 def test_yellow_risk_shortens_deadlines_only():
     plan = _route("邻里之间因为漏水产生纠纷", flags=["elderly"], model=LEAK)
     assert plan.risk is RiskColour.YELLOW and plan.lead.level is Level.VILLAGE
-    assert plan.resolve_by - T0 == timedelta(hours=240 * 0.75)
+    # 7 working days at 75 % are 5 (whole days, rounded down): from Monday 23 November, 17:00 Beijing
+    # time, to the end of Monday 30 November (Tuesday 1 December 00:00 Beijing = 16:00 UTC)
+    assert str(plan.resolve_limit) == "5 working days"
+    assert plan.resolve_by == datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
 
 
 # -- units and joint handling
@@ -262,8 +265,7 @@ def test_routing_depends_on_the_case_not_on_the_wall_clock_or_the_directory_orde
     for text, model in (("邻里漏水纠纷", LEAK), ("有人打架", FIGHT), ("两车追尾，赔偿有争议", TRAFFIC)):
         plan = _route(text, model=model)
         cat = plan.category
-        assert (plan.acknowledge_by, plan.resolve_by) == (T0 + timedelta(hours=cat.acknowledge_hours),
-                                                          T0 + timedelta(hours=cat.resolve_hours))
+        assert (plan.acknowledge_by, plan.resolve_by) == (cat.acknowledge_limit.due(T0), cat.resolve_limit.due(T0))
         for division in ("339901001001", "339902003004"):
             assert domain.route(_facts(text, division), CATALOGUE, shuffled, model) == _route(
                 text, division=division, model=model), (text, division)
