@@ -213,6 +213,9 @@ def dev(
     if not os.environ.get("DATABASE_URL"):
         typer.echo(f"starting PostgreSQL in {state_dir / 'pgdata'} …")
         env["DATABASE_URL"] = devstack.embedded_postgres_dsn(state_dir / "pgdata")
+    if "ONEWINDOW_DATABASE_LOGIN_PER_SERVICE" not in os.environ:
+        # DATABASE_URL is the owner's (it migrates; the tools read with it); each service logs in as its role
+        env["ONEWINDOW_DATABASE_LOGIN_PER_SERVICE"] = "true"
     tokens = {}
     if not (os.environ.get("ONEWINDOW_AUTH_ISSUER") or os.environ.get("ONEWINDOW_AUTH_JWKS_URL")):
         # a local issuer with a key of this state directory; `onewindow token` signs more tokens with it

@@ -22,9 +22,11 @@ PROBLEM = "application/problem+json"
 class Problem(Exception):
     """An error answered as RFC 9457 problem details."""
 
-    def __init__(self, status: int, title: str, detail: str | None = None, type_: str = "about:blank", **ext: Any):
+    def __init__(self, status: int, title: str, detail: str | None = None, type_: str = "about:blank",
+                 headers: dict[str, str] | None = None, **ext: Any):
         super().__init__(title)
         self.status, self.title, self.detail, self.type, self.ext = status, title, detail, type_, ext
+        self.headers = headers or {}  # response headers, e.g. Retry-After on a 503
 
     def response(self, instance: str | None = None) -> JSONResponse:
         body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
@@ -33,8 +35,8 @@ class Problem(Exception):
         if instance:
             body["instance"] = instance
         body.update(self.ext)
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(body, status_code=self.status, media_type=PROBLEM, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+        return JSONResponse(body, status_code=self.status, media_type=PROBLEM, headers={**headers, **self.headers})
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -1,4 +1,5 @@
-"""The one refusal every service raises for an act that the state or the input does not allow."""
+"""The one refusal every service raises for an act that the state or the input does not allow, and
+the one answer for "too busy now" (Overloaded)."""
 
 from __future__ import annotations
 
@@ -10,3 +11,16 @@ class ActionRefused(Exception):
     def __init__(self, status: int, title: str, detail: str):
         super().__init__(detail)
         self.status, self.title, self.detail = status, title, detail
+
+
+class Overloaded(Exception):
+    """Not now: a queue is full or no database connection came in time. HTTP answers it as 503 with
+    Retry-After (seconds) so that a client backs off instead of piling on."""
+
+    retry_after = 1
+
+    def __init__(self, detail: str, retry_after: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        if retry_after is not None:
+            self.retry_after = retry_after

@@ -15,7 +15,7 @@ import asyncpg
 from faststream.kafka import KafkaBroker
 
 from shared import topics
-from shared.db import create_pool, migrate
+from shared.db import create_pool, login_url, migrate, service_role
 from shared.logs import setup_logging
 from shared.messaging.broker import create_broker, subscribe_batches
 from shared.messaging.consumer import BatchHandler, BatchProcessor
@@ -71,8 +71,13 @@ class ServiceRuntime:
         s = self.settings
         setup_logging(self.service, s.log_level)
         setup_telemetry(self.service)
-        await migrate(s.database_url, self.service, self.migrations)
-        self.pool = await create_pool(s.database_url, self.service, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        # migrations and grants as the schema owner; the service itself as its own role (least privilege)
+        role = service_role(self.service)
+        await migrate(s.migration_database_url or s.database_url, self.service, self.migrations, role=role)
+        login = login_url(s.database_url, role) if s.database_login_per_service else s.database_url
+        self.pool = await create_pool(login, self.service, min_size=s.db_pool_min, max_size=s.db_pool_max,
+                                      acquire_timeout=s.db_acquire_timeout_seconds,
+                                      statement_timeout_ms=s.db_statement_timeout_ms)
         if self.prepare:
             await self.prepare(self)
         client = s.kafka_client_options()  # fails at start-up on an incomplete SASL configuration
@@ -187,7 +192,8 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
     from fastapi import FastAPI
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    from shared.http import BodyLimit, add_health, install_problem_handlers
+    from shared.http import BodyLimit, Problem, add_health, install_problem_handlers
+    from shared.refusals import Overloaded
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -200,6 +206,13 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
 
     app = FastAPI(title=title, lifespan=lifespan, version="1")
     install_problem_handlers(app)
+
+    @app.exception_handler(Overloaded)
+    async def _busy(request, exc: Overloaded):
+        """A full queue or no database connection in time: 503 and when to try again, not a hang."""
+        return Problem(503, "Service busy", exc.detail, type_="https://onewindow.example/problems/busy",
+                       headers={"Retry-After": str(exc.retry_after)}).response(request.url.path)
+
     add_health(app, ready=lambda: runtime.pool is not None)
     for router in routers or []:
         app.include_router(router)

@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     duplicate_window_hours: float = 72
     duplicate_threshold: float = 0.6
     log_level: str = "INFO"
+    # --- database logins, timeouts and intake's back-pressure (docs/deployment.md: "PostgreSQL logins")
+    # The schema owner: only migrations (and the grants after them) log in with it; default database_url.
+    migration_database_url: str | None = Field(
+        None, validation_alias=AliasChoices("MIGRATION_DATABASE_URL", "ONEWINDOW_MIGRATION_DATABASE_URL"))
+    # True: each service logs in as its own role onewindow_<service>, at database_url's server and
+    # database without a password (trust, peer or ~/.pgpass: tests, `onewindow dev`, drills); False: as
+    # database_url's user (set a per-service DATABASE_URL, as compose does).
+    database_login_per_service: bool = False
+    db_acquire_timeout_seconds: float = Field(default=5.0, gt=0)  # then 503 + Retry-After, not a hang
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)  # 0 = none
+    intake_queue_max: int = Field(default=1000, ge=1)  # HTTP submissions waiting for the writer; then 503
 
     def kafka_client_options(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client (producer, consumer, admin)."""

@@ -67,6 +67,10 @@ def rejection_topic(kind: UnitKind | str) -> str:
     return f"rejections.{UnitKind(kind).value}"
 
 
+# Topics whose records carry personal data (a submission names its reporter, phone, address): a dead
+# letter of one keeps its error, envelope and a sha256 of the value, never the value itself.
+PERSONAL_TOPICS = frozenset([SUBMISSIONS])
+
 DISPATCH_TOPICS = [dispatch_topic(k) for k in UnitKind]
 REJECTION_TOPICS = [rejection_topic(k) for k in UnitKind]
 FEEDBACK_TOPICS = [feedback_topic(k) for k in UnitKind]
@@ -266,7 +270,8 @@ def events_table() -> str:
         pub = PUBLISHERS.get(t)
         sources = ", ".join(f"`{s}`" for s in pub.sources) if pub else "every consumer (dead letters)"
         types = ", ".join(f"`{x.removeprefix('org.onewindow.')}`" for x in pub.types) if pub else \
-            "the poison record as it came, plus `dlq_*` headers"
+            ("the poison record as it came (of a topic with personal data: its envelope and a sha256), "
+             "plus `dlq_*` headers")
         readers = ", ".join(p.name for p in parties if t in p.consumes) or "-"
         rows.append(f"| `{t}` | {sources} | {types} | {readers} |")
     return "\n".join(rows)

@@ -115,6 +115,7 @@ def service_env(kafka_bootstrap: str, database_url: str) -> dict[str, str]:
         "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5",
         "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
         "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000",
+        "ONEWINDOW_DATABASE_LOGIN_PER_SERVICE": "true",  # each service as its own role (DATABASE_URL: the owner)
     }
 
 

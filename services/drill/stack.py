@@ -69,6 +69,8 @@ class DrillStack:
             "ONEWINDOW_AUDIT_SIGNING_KEY": secrets.token_urlsafe(32),
             "ONEWINDOW_OUTBOX_POLL_SECONDS": "0.5", "ONEWINDOW_CONSUMER_SESSION_TIMEOUT_MS": "6000",
             "ONEWINDOW_CONSUMER_HEARTBEAT_INTERVAL_MS": "1000", "ONEWINDOW_LOG_LEVEL": "WARNING",
+            # services log in as their own roles; DATABASE_URL (the owner) migrates and the drill reads with it
+            "ONEWINDOW_DATABASE_LOGIN_PER_SERVICE": "true",
         }
         ports = {name: devstack.free_port() for name in devstack.SERVICE_PORTS}
         for p in devstack.service_processes(self.env, self.work / "logs", simulator=self.simulator, ports=ports):

@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app: FastAPI | None = None
 
     async def after_start(rt: ServiceRuntime) -> None:
-        app.state.writer = GroupWriter(rt.pool, policy, on_commit=rt.relay.wake)
+        app.state.writer = GroupWriter(rt.pool, policy, on_commit=rt.relay.wake, max_queue=settings.intake_queue_max)
         app.state.writer.start()
 
     async def before_stop(rt: ServiceRuntime) -> None:

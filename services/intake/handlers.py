@@ -19,6 +19,7 @@ from shared.divisions import DivisionDirectory
 from shared.messaging.consumer import BatchHandler, Inbound, dead_letter_record
 from shared.messaging.outbox import Emitter, Outgoing, add_records_to_outbox
 from shared.messaging.producer import Record
+from shared.refusals import Overloaded
 
 
 async def accept_submissions(conn: asyncpg.Connection, group: list[domain.Pending], now: datetime,
@@ -45,15 +46,18 @@ class GroupWriter:
     """Group commit for HTTP submissions: requests queue up; one task writes them in one transaction.
 
     Under load many requests share a transaction (and its fsync); alone, a request waits for nothing.
+    The queue is bounded (`max_queue`): when the database falls behind, a submission beyond it is
+    refused at once (Overloaded: 503 with Retry-After) instead of waiting in an ever longer line.
     """
 
     def __init__(self, pool: asyncpg.Pool, policy: domain.DuplicatePolicy, on_commit: Callable[[], None],
-                 max_group: int = 256):
+                 max_group: int = 256, max_queue: int = 1000):
         self._pool = pool
         self._policy = policy
         self._on_commit = on_commit
         self._max = max_group
-        self._queue: asyncio.Queue[tuple[domain.Pending, asyncio.Future[domain.Outcome]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[domain.Pending, asyncio.Future[domain.Outcome]]] = \
+            asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -67,9 +71,12 @@ class GroupWriter:
             self._task.cancel()
 
     async def submit(self, pending: domain.Pending) -> domain.Outcome:
-        """Queue a submission and wait until it is durable."""
+        """Queue a submission and wait until it is durable; Overloaded at once when the queue is full."""
         fut: asyncio.Future[domain.Outcome] = asyncio.get_running_loop().create_future()
-        await self._queue.put((pending, fut))
+        try:
+            self._queue.put_nowait((pending, fut))
+        except asyncio.QueueFull:
+            raise Overloaded(f"intake's write queue is full ({self._queue.maxsize} submissions waiting)") from None
         return await fut
 
     async def _run(self) -> None:

@@ -1,5 +1,5 @@
 """The mediators' HTTP API (role mediator: a token's subject is the mediator id) and the command
-centre's figures (role operator)."""
+centre's figures (role operator or auditor, of the disputes within the token's jurisdiction)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def _view(m: domain.Mediation) -> dict:
             "history": m.history}
 
 
+def jurisdiction(grant: TokenGrant) -> list[str] | None:
+    """The division prefixes a grant may read, or None for city-wide grants ("*"); none listed = none."""
+    return None if "*" in grant.divisions else list(grant.divisions)
+
+
 def build_api(settings: Settings, directory: domain.Directory) -> APIRouter:
     """Mediator and figures routes."""
     api = APIRouter(prefix="/v1")
@@ -59,10 +64,11 @@ def build_api(settings: Settings, directory: domain.Directory) -> APIRouter:
         runtime.relay.wake()
         return _view(m)
 
-    @api.get("/figures", summary="调解成功率, days to outcome and open load", dependencies=[Depends(operators)])
-    async def figures(request: Request) -> dict:
+    @api.get("/figures", summary="调解成功率, days to outcome and open load (within the token's jurisdiction)")
+    async def figures(request: Request, grant: TokenGrant = Depends(operators)) -> dict:
         pool = request.app.state.runtime.pool
-        rows = [dict(r) for r in await storage.figures(pool)]
-        return domain.committee_figures(rows, await storage.open_loads(pool), directory)
+        scope = jurisdiction(grant)
+        rows = [dict(r) for r in await storage.figures(pool, scope)]
+        return domain.committee_figures(rows, await storage.open_loads(pool, scope), directory)
 
     return api

@@ -66,7 +66,8 @@ class Mediation:
             return
         m = domain.start(mid, str(d.case_id), "dispatch", placed, utcnow())
         await storage.insert(conn, m, case_number=d.case_number, dispatch_id=d.dispatch_id, unit_id=d.unit_id,
-                             specialty=placed.specialty, traceparent=item.traceparent)
+                             specialty=placed.specialty, traceparent=item.traceparent,
+                             division_code=d.location.division_code)
         fx.emit(FEEDBACK, DispatchAccepted(**common, note=f"调解员已受理：{placed.committee.name}"),
                 derive_id(SOURCE, mid, "accepted"), item.traceparent)
         _transitioned(fx, m, m.history[-1], item.traceparent)
@@ -91,7 +92,7 @@ class Mediation:
             return
         m = domain.start(r.referral_id, str(r.case_id), "court_referral", placed, utcnow())
         await storage.insert(conn, m, case_number=r.court_case_number, referral_id=r.referral_id,
-                             specialty=r.specialty, traceparent=item.traceparent)
+                             specialty=r.specialty, traceparent=item.traceparent, division_code=r.division_code)
         _transitioned(fx, m, m.history[-1], item.traceparent)
 
     async def on_confirmation(self, conn: asyncpg.Connection, item: Inbound, fx: Emitter) -> None:

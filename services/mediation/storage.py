@@ -14,10 +14,17 @@ _COLUMNS = ("mediation_id, case_id, case_number, origin, dispatch_id, unit_id, r
             " traceparent, finished_at")
 
 
-async def open_loads(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
-    """Open mediations per mediator (for capacity, and the command centre's load figures)."""
+def _within(n: int) -> str:
+    """A condition: the row is within the jurisdiction in parameter $n (division prefixes; NULL =
+    everywhere; an empty list = nowhere, so a grant without divisions sees nothing)."""
+    return f"(${n}::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(${n}::text[]) j WHERE division_code LIKE j || '%'))"
+
+
+async def open_loads(conn: asyncpg.Connection | asyncpg.Pool, jurisdiction: list[str] | None = None) -> dict[str, int]:
+    """Open mediations per mediator (for capacity, and the command centre's load figures), of the
+    disputes within a jurisdiction (division prefixes; None = everywhere)."""
     rows = await conn.fetch("SELECT mediator_id, count(*) AS n FROM mediations WHERE status = ANY($1::text[])"
-                            " GROUP BY mediator_id", [s.value for s in OPEN])
+                            f" AND {_within(2)} GROUP BY mediator_id", [s.value for s in OPEN], jurisdiction)
     return {r["mediator_id"]: r["n"] for r in rows}
 
 
@@ -42,12 +49,12 @@ async def exists(conn: asyncpg.Connection, mediation_id: str) -> bool:
 async def insert(conn: asyncpg.Connection, m: Mediation, **extra) -> None:
     """Store a new mediation."""
     await conn.execute(
-        f"INSERT INTO mediations ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,"
-        "$16::jsonb,$17::jsonb,$18,$19) ON CONFLICT DO NOTHING",
+        f"INSERT INTO mediations ({_COLUMNS}, division_code) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,"
+        "$14,$15,$16::jsonb,$17::jsonb,$18,$19,$20) ON CONFLICT DO NOTHING",
         m.mediation_id, m.case_id, extra.get("case_number"), m.origin, extra.get("dispatch_id"),
         extra.get("unit_id"), extra.get("referral_id"), m.committee_id, m.mediator_id, extra.get("specialty"),
         m.status.value, m.started_at, m.deadline, m.sessions, m.extended, None, json.dumps(m.history),
-        extra.get("traceparent"), None,
+        extra.get("traceparent"), None, extra.get("division_code"),
     )
 
 
@@ -78,12 +85,14 @@ async def overdue(conn: asyncpg.Connection, now: datetime) -> list[str]:
     return [r["mediation_id"] for r in rows]
 
 
-async def figures(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    """Per committee: finished, agreed, average days to outcome, open."""
+async def figures(pool: asyncpg.Pool, jurisdiction: list[str] | None = None) -> list[asyncpg.Record]:
+    """Per committee: finished, agreed, average days to outcome, open; of the disputes within a
+    jurisdiction (division prefixes; None = everywhere), filtered here, before anything is counted."""
     return await pool.fetch(
         "SELECT committee_id, count(*) FILTER (WHERE finished_at IS NOT NULL) AS finished,"
         " count(*) FILTER (WHERE status = ANY($1::text[])) AS agreed,"
         " avg(extract(epoch FROM finished_at - started_at) / 86400) FILTER (WHERE finished_at IS NOT NULL) AS days,"
-        " count(*) FILTER (WHERE finished_at IS NULL) AS open FROM mediations GROUP BY committee_id",
-        [s.value for s in AGREEMENTS],
+        f" count(*) FILTER (WHERE finished_at IS NULL) AS open FROM mediations WHERE {_within(2)}"
+        " GROUP BY committee_id",
+        [s.value for s in AGREEMENTS], jurisdiction,
     )

@@ -16,6 +16,8 @@ For each batch the consumer:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
@@ -29,6 +31,7 @@ from shared.cloudevents import CloudEvent, ContractError, EnvelopeError, decode
 from shared.contracts import Contract
 from shared.messaging.outbox import Outgoing, OutboxRelay, add_to_outbox
 from shared.messaging.producer import EventProducer, Record
+from shared.personal import mask_text
 from shared.telemetry import context_from, current_traceparent, tracer
 
 log = logging.getLogger(__name__)
@@ -219,7 +222,7 @@ class BatchProcessor:
             log.warning(
                 "dead letter",
                 extra={"consumer": self.name, "topic": rec.topic, "partition": rec.partition,
-                       "offset": rec.offset, "error": error[:300]},
+                       "offset": rec.offset, "error": mask_text(error)[:300]},
             )
         records = [dead_letter_record(rec, error, self.name) for rec, error in dead]
         if self._explain:
@@ -227,10 +230,39 @@ class BatchProcessor:
         await self._producer.send_all(records)
 
 
+# What a redacted dead letter keeps of the original headers: the CloudEvents envelope and the trace.
+ENVELOPE_HEADERS = frozenset(["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject", "ce_time",
+                              "ce_dataschema", "content-type", "traceparent", "tracestate"])
+
+
+def _masked(raw: bytes) -> bytes:
+    """A sender's own reference (key, ce_subject) with anything like personal data masked."""
+    try:
+        return mask_text(raw.decode()).encode()
+    except UnicodeDecodeError:
+        return hashlib.sha256(raw).hexdigest().encode()
+
+
+def redacted(rec: ConsumerRecord, error: str) -> tuple[bytes, bytes, list[tuple[str, bytes]], str]:
+    """(key, value, headers, error) of a dead letter that must not keep personal data: a JSON note with
+    the sha256 and size of the original value instead of the value, only the envelope headers, and the
+    key, subject and error masked (shared.personal). The sender, who has the original, can match it by
+    the hash."""
+    value = rec.value or b""
+    digest = hashlib.sha256(value).hexdigest()
+    note = {"redacted": "personal data: the value is not kept", "sha256": digest, "bytes": len(value)}
+    headers = [(k, _masked(v) if k == "ce_subject" else v) for k, v in rec.headers or () if k in ENVELOPE_HEADERS]
+    headers.append(("dlq_value_sha256", digest.encode()))
+    return _masked(rec.key or b""), json.dumps(note).encode(), headers, mask_text(error)
+
+
 def dead_letter_record(rec: ConsumerRecord, error: str, consumer: str) -> Record:
     """The dead-letter record of a poison record: its key, value and headers as they came, plus
-    `dlq_error`, `dlq_consumer`, `dlq_topic`, `dlq_partition`, `dlq_offset`."""
-    headers = list(rec.headers or ())
+    `dlq_error`, `dlq_consumer`, `dlq_topic`, `dlq_partition`, `dlq_offset`. From a topic that carries
+    personal data (topics.PERSONAL_TOPICS) the value and the other headers are replaced (`redacted`)."""
+    key, value, headers = rec.key or b"", rec.value or b"", list(rec.headers or ())
+    if rec.topic in topics.PERSONAL_TOPICS:
+        key, value, headers, error = redacted(rec, error)
     headers += [
         ("dlq_error", error.encode()),
         ("dlq_consumer", consumer.encode()),
@@ -240,4 +272,4 @@ def dead_letter_record(rec: ConsumerRecord, error: str, consumer: str) -> Record
     ]
     tp = next((v.decode(errors="replace") for k, v in headers if k == "traceparent" and v), None)
     event_id = f"dlq:{consumer}:{rec.topic}:{rec.partition}:{rec.offset}"
-    return Record(topics.DEAD_LETTER, rec.key or b"", rec.value or b"", headers, tp, event_id, inject_trace=False)
+    return Record(topics.DEAD_LETTER, key, value, headers, tp, event_id, inject_trace=False)

@@ -52,7 +52,12 @@ def test_every_onewindow_service_runs_a_real_command_with_real_settings(service,
     env = {k: str(v) for k, v in spec["environment"].items()}
     unknown = set(env) - _settings_env_names() - OTEL_VARS
     assert not unknown, f"{service} sets variables no code reads: {unknown}"
-    assert {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"} <= set(env)
+    assert "KAFKA_BOOTSTRAP_SERVERS" in env
+    if service in devstack.SERVICE_PORTS:  # own login for the service, the owner's only to migrate
+        assert env["DATABASE_URL"].startswith(f"postgresql://onewindow_{service}:${{ONEWINDOW_{service.upper()}_DB")
+        assert env["MIGRATION_DATABASE_URL"].startswith("postgresql://onewindow:")
+    else:  # the topics job and the simulator never touch the database
+        assert not {"DATABASE_URL", "MIGRATION_DATABASE_URL"} & set(env)
     for k, v in env.items():
         monkeypatch.setenv(k, re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", v))
     Settings()  # the values parse
@@ -67,7 +72,19 @@ def test_services_listen_where_the_health_checks_and_ports_say(service, port):
     assert spec["restart"] == "unless-stopped"
     deps = spec["depends_on"]
     assert deps["kafka"]["condition"] == deps["postgres"]["condition"] == "service_healthy"
-    assert deps["topics-init"]["condition"] == "service_completed_successfully"
+    assert deps["topics-init"]["condition"] == deps["db-logins"]["condition"] == "service_completed_successfully"
+
+
+def test_every_service_login_gets_its_password_from_the_db_logins_job():
+    job = COMPOSE["services"]["db-logins"]
+    assert job["restart"] == "no" and job["entrypoint"] == ["bash", "/deploy/db-logins.sh"]
+    script = (ROOT / "deploy" / "db-logins.sh").read_text()
+    services = re.search(r"^for service in (.*); do$", script, re.M).group(1).split()
+    assert services == list(devstack.SERVICE_PORTS)
+    for service in services:
+        assert f"${{ONEWINDOW_{service.upper()}_DB_PASSWORD:?" in job["environment"][f"{service.upper()}_DB_PASSWORD"]
+        # the service logs in with the same password the job sets
+        assert f"${{ONEWINDOW_{service.upper()}_DB_PASSWORD:?" in COMPOSE["services"][service]["environment"]["DATABASE_URL"]
 
 
 def test_infrastructure_and_profiles():

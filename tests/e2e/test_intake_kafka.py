@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -85,3 +86,36 @@ def test_a_wrong_event_type_on_the_submissions_topic_is_rejected(stack):
     _publish(stack, ref, event_id, {"anything": 1}, ce_type="org.example.other.v1")
     rejection = _wait_for(stack, "intake.rejections", lambda r: r.key == event_id.encode())[0]
     assert b"org.onewindow.case.submission.v1" in rejection.value
+
+
+def test_a_rejected_submissions_dead_letter_keeps_no_personal_data(stack):
+    """Refused submissions carry the reporter's name, phone and address: their dead letters (and audit's
+    copy of them) keep the error, the envelope and a sha256 of the value, never the value."""
+    name, phone, address = "欧阳修远", f"139{uuid.uuid4().int % 10**8:08d}", "柳岸小区9栋1单元501室"
+    ref, event_id = f"110-{uuid.uuid4().hex[:12]}", str(uuid.uuid4())
+    invalid = {"channel": "police_referral", "description": f"{name}报称邻居噪音扰民，电话{phone}",
+               "reporter": {"name": name, "phone": phone}, "location": {"division_code": "999999", "address": address}}
+    _publish(stack, ref, event_id, invalid)  # an unknown division: rejected by the contract
+    # not a CloudEvent at all (no ce_type): refused by the consumer before intake's handler sees it
+    poison_ref = f"110-{uuid.uuid4().hex[:12]}"
+    poison = json.dumps({"reporter": {"name": name, "phone": phone}}, ensure_ascii=False).encode()
+    producer = Producer({"bootstrap.servers": stack.env["KAFKA_BOOTSTRAP_SERVERS"], "enable.idempotence": False})
+    producer.produce("intake.submissions", key=poison_ref.encode(), value=poison, headers=[("ce_id", b"p-1")])
+    assert producer.flush(10) == 0
+
+    originals = {ref: json.dumps(invalid, ensure_ascii=False).encode(), poison_ref: poison}
+    for key, original in originals.items():
+        dead = _wait_for(stack, "deadletter", lambda r, k=key: r.key == k.encode())[0]
+        everything = dead.key + dead.value + b"".join(k.encode() + (v or b"") for k, v in dead.headers)
+        for personal in (name, phone, address, "噪音扰民"):
+            assert personal.encode() not in everything, personal
+        digest = hashlib.sha256(original).hexdigest()
+        assert json.loads(dead.value)["sha256"] == digest
+        assert dict(dead.headers)["dlq_value_sha256"] == digest.encode()
+        assert dict(dead.headers)["dlq_error"] and dict(dead.headers)["dlq_topic"] == b"intake.submissions"
+        # audit keeps the dead letter as it came on the topic: redacted as well
+        deadline = time.monotonic() + 30
+        while not (rows := stack.sql("SELECT value FROM audit.dead_letters WHERE key = $1", key.encode())):
+            assert time.monotonic() < deadline, "audit never recorded the dead letter"
+            time.sleep(0.3)
+        assert phone.encode() not in rows[0]["value"] and digest.encode() in rows[0]["value"]

@@ -44,6 +44,13 @@ def test_every_service_has_the_same_shape(service):
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_every_service_grants_its_own_login_what_it_uses(service):
+    text = (ROOT / "services" / service / "grants.sql").read_text(encoding="utf-8")
+    grants = " ".join(line.split("--")[0] for line in text.splitlines())  # the statements, not the comments
+    assert 'TO :"role"' in grants and "DELETE" not in grants and "TRUNCATE" not in grants
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_sql_lives_only_in_storage(service):
     offenders = {str(p.relative_to(ROOT)): found for p in modules(service) if p.name != "storage.py"
                  if (found := sql_in(ast.parse(p.read_text(encoding="utf-8"))))}
