@@ -81,7 +81,8 @@ def record_json(r: domain.TraceRecord, personal: bool) -> dict:
     """A timeline entry as the API shows it (personal data masked unless the role may see it)."""
     return {"seq": r.seq, "type": r.type, "time": r.time.isoformat(), "source": r.source,
             "event_id": r.event_id, "topic": r.topic, "partition": r.partition, "offset": r.kafka_offset,
-            "trace_id": r.trace_id, "data": r.data if personal else domain.mask_personal(r.data)}
+            "trace_id": r.trace_id, "actor": r.actor,
+            "data": r.data if personal else domain.mask_personal(r.data)}
 
 
 def feed_item(r) -> dict:

@@ -30,6 +30,7 @@ class TraceRecord:
     trace_id: str | None
     data: dict[str, Any]
     hashed_text: str | None = None  # as stored: the exact data text the hash was computed over
+    actor: dict[str, str] | None = None  # who did it (CloudEvents actor extension), hashed when present
 
     def data_json(self) -> str:
         """The event data in the canonical JSON form (sorted keys, no spaces); stored as is."""
@@ -43,8 +44,9 @@ class TraceRecord:
         """
         q = _string
         trace_id = "null" if self.trace_id is None else q(self.trace_id)
+        actor = "" if self.actor is None else f'"actor":{_dumps(self.actor)},'  # absent before actors were kept
         return (
-            f'{{"case_id":{q(self.case_id)},"data":{data_json if data_json is not None else _dumps(self.data)},'
+            f'{{{actor}"case_id":{q(self.case_id)},"data":{data_json if data_json is not None else _dumps(self.data)},'
             f'"event_id":{q(self.event_id)},"kafka_offset":{int(self.kafka_offset)},'
             f'"partition":{int(self.partition)},"seq":{int(self.seq)},"source":{q(self.source)},'
             f'"time":{q(self.time.astimezone(UTC).isoformat())},"topic":{q(self.topic)},'
@@ -309,8 +311,9 @@ def guard_findings(guards: Iterable[Guard]) -> list[Finding]:
 
 # A case's status as its summary tells it (the API's status filter takes exactly these).
 CaseStatus = Literal["received", "court_referral", "routed", "manual_triage", "dispatched", "accepted",
-                     "in_progress", "resolved", "returned", "transferred", "reopened", "closed"]
-CLOSING_STATUSES: set[CaseStatus] = {"closed"}
+                     "in_progress", "resolved", "returned", "transferred", "reopened", "closed", "refused",
+                     "merged"]
+CLOSING_STATUSES: set[CaseStatus] = {"closed", "refused", "merged"}
 
 
 @dataclass
@@ -404,9 +407,17 @@ def fold(summary: CaseSummary, event_type: str, data: dict[str, Any], at: dateti
             s.escalations += 1
         case "case.reopened.v1":
             s.status = "reopened"
-        case "case.closed.v1":
+        case "case.closed.v1" | "case.closed_directly.v1":
             s.status, s.holder_unit_id, s.holder_since = "closed", None, at
             s.supervision, s.overdue = "white", False
+        case "case.refused.v1":
+            s.status, s.holder_unit_id, s.holder_since = "refused", None, at
+            s.supervision, s.overdue = "white", False
+        case "case.merged.v1":
+            s.status, s.holder_unit_id, s.holder_since = "merged", None, at
+            s.supervision, s.overdue = "white", False
+        case "dispatch.resolution_reviewed.v1" if lead and not data.get("approved"):
+            s.status = "reopened"  # back to the unit: a new dispatch follows
         case "mediation.transitioned.v1":
             s.mediation_status = data.get("to_status")
     return s

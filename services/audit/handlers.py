@@ -48,6 +48,7 @@ async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[
             case_id=ev.subject, seq=seq + 1, event_id=ev.id, source=ev.source, type=ev.type, time=ev.time,
             topic=rec.topic, partition=rec.partition, kafka_offset=rec.offset,
             trace_id=trace_id_of(ev.traceparent), data=ev.data,
+            actor=ev.actor.as_json() if ev.actor else None,
         )
         data_json = record.data_json()
         h = domain.chain_hash(prev, record, data_json)

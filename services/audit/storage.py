@@ -37,10 +37,12 @@ async def append_events(conn: asyncpg.Connection,
     """Append (record, its data as JSON, prev hash, hash, broker time) rows in one COPY."""
     await conn.copy_records_to_table(
         "events",
-        columns=[*EVENT_COLUMNS, "broker_time", "data_text"],
+        columns=[*EVENT_COLUMNS, "broker_time", "data_text", "actor"],
         records=[
             (r.case_id, r.seq, r.event_id, r.source, r.type, r.time, r.topic, r.partition, r.kafka_offset,
-             r.trace_id, data_json, prev, h, broker_time, data_json)
+             r.trace_id, data_json, prev, h, broker_time, data_json,
+             None if r.actor is None else json.dumps(r.actor, sort_keys=True, ensure_ascii=False,
+                                                     separators=(",", ":")))
             for r, data_json, prev, h, broker_time in rows
         ],
     )
@@ -61,6 +63,7 @@ def record_of(r: asyncpg.Record) -> TraceRecord:
         case_id=r["case_id"], seq=r["seq"], event_id=r["event_id"], source=r["source"], type=r["type"],
         time=r["time"], topic=r["topic"], partition=r["partition"], kafka_offset=r["kafka_offset"],
         trace_id=r["trace_id"], data=json.loads(r["data"]), hashed_text=r.get("data_text"),
+        actor=json.loads(r["actor"]) if r.get("actor") else None,
     )
 
 
@@ -305,7 +308,9 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
                    WHERE e.case_id = c.case_id AND e.type = 'org.onewindow.case.dispatched.v1'
                      AND coalesce(e.data->>'role', 'lead') = 'lead' AND e.seq < c.seq
                    ORDER BY e.seq DESC LIMIT 1) ld
-               WHERE c.type = 'org.onewindow.case.callback_recorded.v1' GROUP BY 1),
+               -- 未接通 is no answer: it counts neither for nor against satisfaction
+               WHERE c.type = 'org.onewindow.case.callback_recorded.v1'
+                 AND coalesce(c.data->>'outcome', '') <> 'unreachable' GROUP BY 1),
         -- a mediation's outcome counts for the dispatch that sent the case to that committee
         med AS (SELECT case_id, data->>'committee_id' AS unit_id,
                        count(*) FILTER (WHERE data->>'to_status' = 'agreement_reached') AS agreed,

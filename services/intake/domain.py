@@ -28,6 +28,7 @@ from shared.contracts import (
     Location,
     ManualTriageRequired,
 )
+from shared.contracts.events import CaseClosedDirectly, CaseMerged, CaseRefused
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
 
@@ -359,6 +360,8 @@ class CaseStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     RESOLVED = "resolved"
     CLOSED = "closed"
+    REFUSED = "refused"  # 不予受理
+    MERGED = "merged"  # 并单: follows another case
 
 
 STATUS_RANK = {s: i for i, s in enumerate(CaseStatus)}
@@ -370,6 +373,9 @@ STATUS_OF_EVENT: dict[str, CaseStatus] = {
     DispatchAccepted.EVENT_TYPE: CaseStatus.IN_PROGRESS,
     DispatchResolved.EVENT_TYPE: CaseStatus.RESOLVED,
     CaseClosed.EVENT_TYPE: CaseStatus.CLOSED,
+    CaseClosedDirectly.EVENT_TYPE: CaseStatus.CLOSED,  # 直接办结
+    CaseRefused.EVENT_TYPE: CaseStatus.REFUSED,
+    CaseMerged.EVENT_TYPE: CaseStatus.MERGED,
 }
 
 

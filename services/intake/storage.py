@@ -46,7 +46,7 @@ async def open_cases(conn: asyncpg.Connection, divisions: Sequence[str], since: 
         "SELECT c.* FROM unnest($1::text[]) AS d(code) CROSS JOIN LATERAL ("
         " SELECT case_id, case_number, division_code, category, title || ' ' || description AS text, received_at"
         " FROM cases WHERE duplicate_of IS NULL AND division_code = d.code AND received_at >= $2"
-        " AND status NOT IN ('resolved', 'closed')"  # a matter reported again after closure is a new case
+        " AND status NOT IN ('resolved', 'closed', 'refused', 'merged')"  # a matter reported again after closure is a new case
         " ORDER BY received_at DESC LIMIT $3) AS c",
         list(divisions),
         since,
