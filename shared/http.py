@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.refusals import ActionRefused
+from shared.refusals import ActionRefused, Overloaded
 from shared.identity import InvalidToken, TokenGrant, TokenVerifier
 from shared.settings import Settings
 
@@ -45,6 +45,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return exc.response(request.url.path)
+
+    @app.exception_handler(Overloaded)
+    async def _busy(request: Request, exc: Overloaded) -> JSONResponse:
+        """A full queue, no database connection in time, too many live feeds: 503 and when to try
+        again, not a hang."""
+        return Problem(503, exc.title, exc.detail, type_="https://onewindow.example/problems/busy",
+                       headers={"Retry-After": str(exc.retry_after)}).response(request.url.path)
 
     @app.exception_handler(ActionRefused)
     async def _refused(request: Request, exc: ActionRefused) -> JSONResponse:
@@ -114,6 +121,12 @@ def require_roles(settings: Settings, *roles: str) -> Callable[..., TokenGrant]:
         return grant
 
     return dependency
+
+
+def jurisdiction(grant: TokenGrant) -> list[str] | None:
+    """The division prefixes a grant may read, for filtering in SQL: None for city-wide grants ("*");
+    an empty list (no divisions) reads nothing."""
+    return None if "*" in grant.divisions else list(grant.divisions)
 
 
 def may_act_in(grant: TokenGrant, division_code: str) -> bool:

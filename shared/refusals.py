@@ -19,8 +19,8 @@ class Overloaded(Exception):
 
     retry_after = 1
 
-    def __init__(self, detail: str, retry_after: int | None = None):
+    def __init__(self, detail: str, retry_after: int | None = None, title: str = "Service busy"):
         super().__init__(detail)
-        self.detail = detail
+        self.detail, self.title = detail, title
         if retry_after is not None:
             self.retry_after = retry_after

@@ -192,8 +192,7 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
     from fastapi import FastAPI
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    from shared.http import BodyLimit, Problem, add_health, install_problem_handlers
-    from shared.refusals import Overloaded
+    from shared.http import BodyLimit, add_health, install_problem_handlers
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -206,12 +205,6 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
 
     app = FastAPI(title=title, lifespan=lifespan, version="1")
     install_problem_handlers(app)
-
-    @app.exception_handler(Overloaded)
-    async def _busy(request, exc: Overloaded):
-        """A full queue or no database connection in time: 503 and when to try again, not a hang."""
-        return Problem(503, "Service busy", exc.detail, type_="https://onewindow.example/problems/busy",
-                       headers={"Retry-After": str(exc.retry_after)}).response(request.url.path)
 
     add_health(app, ready=lambda: runtime.pool is not None)
     for router in routers or []:

@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from services.audit import domain, handlers, storage
-from shared.http import Problem, may_act_in, require_roles
+from shared.http import Problem, jurisdiction, may_act_in, require_roles
 from shared.identity import TokenGrant
+from shared.refusals import Overloaded
 from shared.settings import Settings
 
 CONSOLE = Path(__file__).parent / "console" / "index.html"
@@ -92,11 +93,6 @@ def feed_item(r) -> dict:
     return {"id": r["id"], "case_id": r["case_id"], "type": r["type"], "time": r["time"].isoformat(),
             "case_number": data.get("case_number"), "unit_id": data.get("unit_id"),
             "clock": data.get("clock"), "colour": data.get("colour")}
-
-
-def jurisdiction(grant: TokenGrant) -> list[str] | None:
-    """The division prefixes a grant may read, or None for city-wide grants ("*")."""
-    return None if "*" in grant.divisions else list(grant.divisions)
 
 
 def build_router(settings: Settings, verifications: handlers.VerificationJobs | None = None) -> APIRouter:
@@ -200,10 +196,8 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
         pool = request.app.state.runtime.pool
         scope = jurisdiction(grant)
         if not feeds.take():
-            busy = Problem(503, "Too many live feeds", f"this instance serves at most {feeds.cap} at once; retry"
-                           " shortly").response(request.url.path)
-            busy.headers["Retry-After"] = str(FEED_RETRY_AFTER_SECONDS)
-            return busy
+            raise Overloaded(f"this instance serves at most {feeds.cap} at once; retry shortly",
+                             FEED_RETRY_AFTER_SECONDS, title="Too many live feeds")
 
         async def events():
             last = after_id if after_id is not None else (await storage.last_event_id(pool) or 0)

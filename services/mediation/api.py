@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.mediation import domain, handlers, storage
 from shared.cloudevents import utcnow
-from shared.http import Problem, require_roles
+from shared.http import Problem, jurisdiction, require_roles
 from shared.identity import TokenGrant, actor_of
 from shared.settings import Settings
 
@@ -32,11 +32,6 @@ def _view(m: domain.Mediation) -> dict:
             "committee_id": m.committee_id, "mediator_id": m.mediator_id, "sessions": m.sessions,
             "deadline": m.deadline.isoformat(), "extended": m.extended, "agreement": m.agreement,
             "history": m.history}
-
-
-def jurisdiction(grant: TokenGrant) -> list[str] | None:
-    """The division prefixes a grant may read, or None for city-wide grants ("*"); none listed = none."""
-    return None if "*" in grant.divisions else list(grant.divisions)
 
 
 def build_api(settings: Settings, directory: domain.Directory) -> APIRouter:

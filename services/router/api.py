@@ -176,13 +176,15 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
 
     @api.post("/cases/{case_id}/close", summary="直接办结: finish a case from the manual queue without dispatching it")
     async def close_directly(case_id: UUID, body: Disposition, request: Request, grant=Depends(operators)) -> dict:
-        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.close_directly(
-            conn, desk, case_id, body.code, body.note, tp, actor_of(grant)), "router.close_directly"))
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.dispose(
+            conn, desk, case_id, lifecycle.Act.CLOSE_DIRECTLY, body.code, body.note, tp, actor_of(grant)),
+            "router.close_directly"))
 
     @api.post("/cases/{case_id}/refuse", summary="不予受理: refuse a case from the manual queue, with the reason")
     async def refuse(case_id: UUID, body: Disposition, request: Request, grant=Depends(operators)) -> dict:
-        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.refuse(
-            conn, desk, case_id, body.code, body.note, tp, actor_of(grant)), "router.refuse"))
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.dispose(
+            conn, desk, case_id, lifecycle.Act.REFUSE, body.code, body.note, tp, actor_of(grant)),
+            "router.refuse"))
 
     @api.post("/cases/{case_id}/review", summary="办结审核: approve the resolution, or send it back for rework")
     async def review(case_id: UUID, body: Review, request: Request, grant=Depends(operators)) -> dict:

@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from services.router import domain, storage
+from services.router.lifecycle import Act
 from services.router.triage import Prediction
 from services.router.workflow import SOURCE, Cause, EventRefused, RoutingDesk
 from shared import topics
@@ -154,16 +155,10 @@ async def review_resolution(conn: asyncpg.Connection, desk: RoutingDesk, case_id
                                                                                 traceparent))
 
 
-async def close_directly(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, code: DispositionCode,
-                         note: str, traceparent: str | None, actor: Actor) -> domain.RoutingState:
-    """直接办结 from the manual queue."""
-    return await _act(conn, case_id, actor, lambda fx, s: desk.close_directly(fx, s, code, note, traceparent))
-
-
-async def refuse(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, code: DispositionCode, note: str,
-                 traceparent: str | None, actor: Actor) -> domain.RoutingState:
-    """不予受理 from the manual queue."""
-    return await _act(conn, case_id, actor, lambda fx, s: desk.refuse(fx, s, code, note, traceparent))
+async def dispose(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, act: Act, code: DispositionCode,
+                  note: str, traceparent: str | None, actor: Actor) -> domain.RoutingState:
+    """直接办结 or 不予受理 from the manual queue."""
+    return await _act(conn, case_id, actor, lambda fx, s: desk.dispose(fx, s, act, code, note, traceparent))
 
 
 async def merge(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, into_case_id: UUID, note: str | None,

@@ -431,26 +431,17 @@ class RoutingDesk:
         self.rework(fx, state, lead, seed, traceparent, "resolution rejected again at review")
         return state
 
-    def close_directly(self, fx: Outcome, state: domain.RoutingState | None, code: DispositionCode, note: str,
-                       traceparent: str | None) -> domain.RoutingState:
-        """直接办结: an operator finishes a case from the manual queue without dispatching it."""
-        state = self._acting_on(state, lifecycle.Act.CLOSE_DIRECTLY)
-        state.close(lifecycle.after(state.status, lifecycle.Act.CLOSE_DIRECTLY))
+    def dispose(self, fx: Outcome, state: domain.RoutingState | None, act: lifecycle.Act, code: DispositionCode,
+                note: str, traceparent: str | None) -> domain.RoutingState:
+        """直接办结 (Act.CLOSE_DIRECTLY) or 不予受理 (Act.REFUSE): an operator ends a case from the manual
+        queue without dispatching it, with a reason code and what the citizen is told."""
+        event, name = _DISPOSALS[act]
+        state = self._acting_on(state, act)
+        state.close(lifecycle.after(state.status, act))
         fx.touch(state)
-        fx.emit(topics.ROUTER_DECISIONS, CaseClosedDirectly(case_id=UUID(state.case_id), case_number=state.case_number,
-                                                            code=code, note=note),
-                derive_id(SOURCE, state.case_id, "closed-directly"), traceparent)
-        return state
-
-    def refuse(self, fx: Outcome, state: domain.RoutingState | None, code: DispositionCode, note: str,
-               traceparent: str | None) -> domain.RoutingState:
-        """不予受理: an operator refuses a case from the manual queue, with the reason the citizen is told."""
-        state = self._acting_on(state, lifecycle.Act.REFUSE)
-        state.close(lifecycle.after(state.status, lifecycle.Act.REFUSE))
-        fx.touch(state)
-        fx.emit(topics.ROUTER_DECISIONS, CaseRefused(case_id=UUID(state.case_id), case_number=state.case_number,
-                                                     code=code, note=note),
-                derive_id(SOURCE, state.case_id, "refused"), traceparent)
+        fx.emit(topics.ROUTER_DECISIONS, event(case_id=UUID(state.case_id), case_number=state.case_number,
+                                               code=code, note=note),
+                derive_id(SOURCE, state.case_id, name), traceparent)
         return state
 
     def merge(self, fx: Outcome, state: domain.RoutingState | None, into: domain.RoutingState | None,
@@ -646,6 +637,11 @@ class RoutingDesk:
                     derive_id(*seed, "escalated"), tp)
                 fx.emit(topics.dispatch_topic(superior.kind), notice, derive_id(*seed, "superior"), tp)
         return changes
+
+
+# the acts that end a case at the window, their events and the names their ids derive from
+_DISPOSALS = {lifecycle.Act.CLOSE_DIRECTLY: (CaseClosedDirectly, "closed-directly"),
+              lifecycle.Act.REFUSE: (CaseRefused, "refused")}
 
 
 def case_facts(case: CaseReceived) -> domain.CaseFacts:

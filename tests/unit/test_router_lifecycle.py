@@ -84,16 +84,16 @@ def test_nothing_leaves_a_terminal_status_but_every_open_status_has_a_way_out():
 def test_close_directly_and_refuse_only_from_the_manual_queue():
     desk = _desk()
     fx, state = _manual()
-    desk.close_directly(fx, state, DispositionCode.ANSWERED, "已电话答复路灯报修渠道", None)
+    desk.dispose(fx, state, Act.CLOSE_DIRECTLY, DispositionCode.ANSWERED, "已电话答复路灯报修渠道", None)
     assert state.status is S.CLOSED and _types(fx)[-1] == "case.closed_directly.v1"
     fx, state = _manual()
-    desk.refuse(fx, state, DispositionCode.IN_LITIGATION, "已进入诉讼程序", None)
+    desk.dispose(fx, state, Act.REFUSE, DispositionCode.IN_LITIGATION, "已进入诉讼程序", None)
     assert state.status is S.REFUSED and _types(fx)[-1] == "case.refused.v1"
     fx, dispatched = _case()
     before = len(fx.events)
-    for act in (desk.close_directly, desk.refuse):
+    for act in (Act.CLOSE_DIRECTLY, Act.REFUSE):
         with pytest.raises(ActionRefused) as refused:
-            act(fx, dispatched, DispositionCode.OTHER, "x", None)
+            desk.dispose(fx, dispatched, act, DispositionCode.OTHER, "x", None)
         assert refused.value.status == 409
     assert len(fx.events) == before and dispatched.status is S.DISPATCHED
 
