@@ -6,6 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.contracts.events import (
+    CaseRated,
+    CaseSplit,
+    ReopenRequested,
+    ReturnHeldForReview,
+    ReturnReviewed,
     CallbackRecorded,
     CaseClosed,
     CaseClosedDirectly,
@@ -88,7 +93,7 @@ ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPIC
 FEEDBACK_TYPES = [m.EVENT_TYPE for m in (DispatchAccepted, DispatchProgress, DispatchReturned, DispatchTransferred,
                                          DispatchResolved, ExtensionRequested)]
 DISPATCH_TYPES = [m.EVENT_TYPE for m in (CaseDispatched, SupervisionNotice, DispatchUrged, ExtensionDecided,
-                                         ResolutionReviewed)]
+                                         ResolutionReviewed, ReturnReviewed)]
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,12 @@ def department_source(kind: UnitKind | str) -> str:
 PUBLISHERS: dict[str, Publishers] = {
     SUBMISSIONS: Publishers(("/",), (SUBMISSION_TYPE,)),  # any registered submitting system
     SUBMISSION_REJECTIONS: Publishers((service_source("intake"),), (SubmissionRejected.EVENT_TYPE,)),
-    CASES_RECEIVED: Publishers((service_source("intake"),), (CaseReceived.EVENT_TYPE,
-                                                             CaseDuplicateReported.EVENT_TYPE)),
+    CASES_RECEIVED: Publishers((service_source("intake"),), (CaseReceived.EVENT_TYPE, CaseDuplicateReported.EVENT_TYPE,
+                                                             CaseRated.EVENT_TYPE, ReopenRequested.EVENT_TYPE)),
     ROUTER_DECISIONS: Publishers((service_source("router"),), tuple(m.EVENT_TYPE for m in (
         CaseRouted, ManualTriageRequired, TriageCorrected, SupervisionNotice, CaseEscalated, CallbackRecorded,
         CaseReopened, CaseClosed, CaseClosedDirectly, CaseRefused, CaseMerged, ResolutionReviewed, DispatchUrged,
-        ClockPaused, ClockResumed, ExtensionDecided))),
+        ClockPaused, ClockResumed, ExtensionDecided, ReturnHeldForReview, ReturnReviewed, CaseSplit))),
     MEDIATION_EVENTS: Publishers((service_source("mediation"),), (MediationTransitioned.EVENT_TYPE,)),
     COURT_REFERRALS: Publishers((department_source(UnitKind.COURT),), (CourtReferral.EVENT_TYPE,
                                                                        ConfirmationDecided.EVENT_TYPE)),

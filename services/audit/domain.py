@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Iterable, Literal
 
 from shared import personal
+from shared.contracts import status
 
 
 @dataclass(frozen=True)
@@ -309,11 +310,9 @@ def guard_findings(guards: Iterable[Guard]) -> list[Finding]:
 
 # --- the case summary: who holds each case now, in what state, and whether it is late ------------
 
-# A case's status as its summary tells it (the API's status filter takes exactly these).
-CaseStatus = Literal["received", "court_referral", "routed", "manual_triage", "dispatched", "accepted",
-                     "in_progress", "resolved", "returned", "transferred", "reopened", "closed", "refused",
-                     "merged"]
-CLOSING_STATUSES: set[CaseStatus] = {"closed", "refused", "merged"}
+# A case's status as its summary tells it: the shared vocabulary (the API's status filter takes these).
+CaseStatus = status.CaseStatus
+CLOSING_STATUSES = status.FINISHED
 
 
 @dataclass
@@ -330,7 +329,7 @@ class CaseSummary:
     division: str | None = None
     category: str | None = None
     risk_colour: str | None = None
-    status: CaseStatus = "received"
+    status: CaseStatus = CaseStatus.RECEIVED
     holder_unit_id: str | None = None
     holder_since: datetime | None = None
     lead_dispatch_id: str | None = None
@@ -351,13 +350,21 @@ _P = "org.onewindow."
 
 
 def fold(summary: CaseSummary, event_type: str, data: dict[str, Any], at: datetime) -> CaseSummary:
-    """Apply one event to a case's summary (in place, and returned). Unknown types only count."""
+    """Apply one event to a case's summary (in place, and returned). The status, lead dispatch and
+    holder follow the shared projection (shared.contracts.status); the rest is audit's own."""
     s = summary
     s.events += 1
     s.last_event_at = at if s.last_event_at is None else max(s.last_event_at, at)
     s.last_type = event_type
     s.case_number = data.get("case_number") or s.case_number
-    lead = data.get("dispatch_id") is not None and data.get("dispatch_id") == s.lead_dispatch_id
+    standing = status.project(status.Standing(CaseStatus(s.status), s.lead_dispatch_id, s.holder_unit_id,
+                                              s.holder_since), event_type, data, at)
+    if standing.lead_dispatch_id != s.lead_dispatch_id or standing.status in CLOSING_STATUSES \
+            or standing.status is CaseStatus.RESOLVED:
+        s.supervision, s.overdue = "white", False  # a new lead's clocks start white; finished ones stop
+    s.status, s.lead_dispatch_id = standing.status, standing.lead_dispatch_id
+    s.holder_unit_id, s.holder_since = standing.holder_unit_id, standing.holder_since
+    lead = data.get("dispatch_id") is not None and str(data.get("dispatch_id")) == s.lead_dispatch_id
     match event_type.removeprefix(_P):
         case "case.received.v1":
             s.division = (data.get("location") or {}).get("division_code") or s.division
@@ -366,58 +373,23 @@ def fold(summary: CaseSummary, event_type: str, data: dict[str, Any], at: dateti
         case "court.referral.v1":
             s.division = data.get("division_code") or s.division
             s.opened_at = s.opened_at or at
-            s.status = "court_referral"
         case "case.routed.v1":
             s.category = data.get("category") or s.category
             s.risk_colour = data.get("risk_colour") or s.risk_colour
-            # the decision and its dispatches travel on different topics: a dispatch recorded first
-            # already says more than "routed"
-            if s.holder_unit_id is None and s.status not in CLOSING_STATUSES:
-                s.status = "routed"
-        case "case.manual_triage_required.v1":
-            s.status, s.holder_unit_id, s.holder_since = "manual_triage", None, at
         case "case.dispatched.v1":
             s.units = sorted({*(s.units or []), data["unit_id"]}) if data.get("unit_id") else s.units
             s.division = (data.get("location") or {}).get("division_code") or s.division
             s.category = data.get("category") or s.category
             s.risk_colour = data.get("risk_colour") or s.risk_colour
-            if data.get("role", "lead") == "lead":
-                s.lead_dispatch_id, s.holder_unit_id, s.holder_since = data.get("dispatch_id"), data.get("unit_id"), at
-                s.status, s.supervision, s.overdue = "dispatched", "white", False
-        case "dispatch.accepted.v1" if lead and s.status not in CLOSING_STATUSES | {"resolved"}:
-            s.status = "accepted"
-        case "dispatch.progress.v1" if lead and s.status not in CLOSING_STATUSES | {"resolved"}:
-            s.status = "in_progress"
-        case "dispatch.resolved.v1" if lead and s.status not in CLOSING_STATUSES:
-            s.status, s.supervision, s.overdue = "resolved", "white", False
         case "dispatch.returned.v1":
             s.returns += 1
-            if lead:
-                s.status, s.holder_unit_id, s.holder_since, s.lead_dispatch_id = "returned", None, at, None
-                s.supervision, s.overdue = "white", False
-        case "dispatch.transferred.v1" if lead:
-            s.status, s.holder_unit_id, s.holder_since, s.lead_dispatch_id = "transferred", None, at, None
-            s.supervision, s.overdue = "white", False
-        case "supervision.notice.v1" if lead and s.status not in ("resolved", *CLOSING_STATUSES):
+        case "supervision.notice.v1" if lead and s.status not in (CaseStatus.RESOLVED, *CLOSING_STATUSES):
             colour = data.get("colour", "white")
             if _COLOUR_RANK.get(colour, 0) > _COLOUR_RANK[s.supervision]:
                 s.supervision = colour
             s.overdue = s.overdue or colour == "red"
         case "case.escalated.v1":
             s.escalations += 1
-        case "case.reopened.v1":
-            s.status = "reopened"
-        case "case.closed.v1" | "case.closed_directly.v1":
-            s.status, s.holder_unit_id, s.holder_since = "closed", None, at
-            s.supervision, s.overdue = "white", False
-        case "case.refused.v1":
-            s.status, s.holder_unit_id, s.holder_since = "refused", None, at
-            s.supervision, s.overdue = "white", False
-        case "case.merged.v1":
-            s.status, s.holder_unit_id, s.holder_since = "merged", None, at
-            s.supervision, s.overdue = "white", False
-        case "dispatch.resolution_reviewed.v1" if lead and not data.get("approved"):
-            s.status = "reopened"  # back to the unit: a new dispatch follows
         case "mediation.transitioned.v1":
             s.mediation_status = data.get("to_status")
     return s

@@ -9,26 +9,13 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from enum import StrEnum
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping, Sequence
 from uuid import UUID
 
 from shared import personal
 from shared.cloudevents import Actor, derive_id
-from shared.contracts import (
-    AttachmentRef,
-    CaseClosed,
-    CaseDuplicateReported,
-    CaseReceived,
-    CaseRouted,
-    Channel,
-    DispatchAccepted,
-    DispatchResolved,
-    Location,
-    ManualTriageRequired,
-)
-from shared.contracts.events import CaseClosedDirectly, CaseMerged, CaseRefused
+from shared.contracts import AttachmentRef, CaseDuplicateReported, CaseReceived, Channel, Location, status
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
 
@@ -351,52 +338,19 @@ def plan_group(
 # ---------------------------------------------------------------- the status a submitter sees
 
 
-class CaseStatus(StrEnum):
-    """The status a submitter sees, in the order a case moves through it."""
-
-    RECEIVED = "received"
-    AWAITING_TRIAGE = "awaiting_manual_triage"
-    DISPATCHED = "dispatched"
-    IN_PROGRESS = "in_progress"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-    REFUSED = "refused"  # 不予受理
-    MERGED = "merged"  # 并单: follows another case
+# The vocabulary and the projection rule are shared (shared.contracts.status): intake, audit and the
+# router say the same status for the same events.
+CaseStatus = status.CaseStatus
+Standing = status.Standing
+FINISHED = status.FINISHED
 
 
-STATUS_RANK = {s: i for i, s in enumerate(CaseStatus)}
-
-# What each event the submitter should know of means for the status (other events leave it alone).
-STATUS_OF_EVENT: dict[str, CaseStatus] = {
-    ManualTriageRequired.EVENT_TYPE: CaseStatus.AWAITING_TRIAGE,
-    CaseRouted.EVENT_TYPE: CaseStatus.DISPATCHED,
-    DispatchAccepted.EVENT_TYPE: CaseStatus.IN_PROGRESS,
-    DispatchResolved.EVENT_TYPE: CaseStatus.RESOLVED,
-    CaseClosed.EVENT_TYPE: CaseStatus.CLOSED,
-    CaseClosedDirectly.EVENT_TYPE: CaseStatus.CLOSED,  # 直接办结
-    CaseRefused.EVENT_TYPE: CaseStatus.REFUSED,
-    CaseMerged.EVENT_TYPE: CaseStatus.MERGED,
-}
-
-
-def advance(current: CaseStatus, new: CaseStatus) -> CaseStatus:
-    """Statuses only move forward: a late or redelivered event never moves a case back."""
-    return new if STATUS_RANK[new] > STATUS_RANK[current] else current
-
-
-def status_moves(events: Iterable[tuple[str, str]]) -> dict[str, CaseStatus]:
-    """The furthest status each case's events (event type, case id) announce; cases whose events say
-    nothing of the status are left out."""
-    moves: dict[str, CaseStatus] = {}
-    for event_type, case_id in events:
-        status = STATUS_OF_EVENT.get(event_type)
-        if status:
-            moves[case_id] = advance(moves.get(case_id, CaseStatus.RECEIVED), status)
-    return moves
-
-
-def moved_statuses(current: Mapping[str, CaseStatus], moves: Mapping[str, CaseStatus]) -> dict[str, CaseStatus]:
-    """The cases whose status the moves change, with their new status (never backwards; cases
-    intake does not know are left out)."""
-    changed = {case_id: advance(status, moves[case_id]) for case_id, status in current.items() if case_id in moves}
-    return {case_id: new for case_id, new in changed.items() if new != current[case_id]}
+def standings_after(current: Mapping[str, Standing], events: Iterable[tuple[str, str, dict, datetime]]
+                    ) -> dict[str, Standing]:
+    """The standings of known cases after events (type, case id, data, time) in the order consumed;
+    only the cases whose standing changed are returned (cases intake does not know are left out)."""
+    work = {c: Standing(s.status, s.lead_dispatch_id, s.holder_unit_id, s.holder_since) for c, s in current.items()}
+    for event_type, case_id, data, at in events:
+        if case_id in work:
+            status.project(work[case_id], event_type, data, at)
+    return {c: s for c, s in work.items() if s != current[c]}

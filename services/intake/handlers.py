@@ -150,9 +150,10 @@ def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePo
 
 
 async def project_status(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
-    """Follow the router's decisions and the units' feedback to tell submitters where their case is
-    (domain.STATUS_OF_EVENT: which event types move the status, and where to)."""
-    moves = domain.status_moves((i.event.type, i.event.subject) for i in items)
-    current = await storage.lock_statuses(conn, list(moves))
-    await storage.save_statuses(conn, domain.moved_statuses(current, moves))
+    """Follow the router's decisions and the units' feedback to tell submitters where their case is,
+    by the shared projection rule (shared.contracts.status), in the order the events were consumed."""
+    events = [(i.event.type, i.event.subject, i.event.data, i.event.time or utcnow())
+              for i in items if i.event is not None and i.event.subject]
+    current = await storage.lock_standings(conn, list(dict.fromkeys(e[1] for e in events)))
+    await storage.save_standings(conn, domain.standings_after(current, events))
     return []

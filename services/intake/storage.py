@@ -46,7 +46,7 @@ async def open_cases(conn: asyncpg.Connection, divisions: Sequence[str], since: 
         "SELECT c.* FROM unnest($1::text[]) AS d(code) CROSS JOIN LATERAL ("
         " SELECT case_id, case_number, division_code, category, title || ' ' || description AS text, received_at"
         " FROM cases WHERE duplicate_of IS NULL AND division_code = d.code AND received_at >= $2"
-        " AND status NOT IN ('resolved', 'closed', 'refused', 'merged')"  # a matter reported again after closure is a new case
+        " AND status NOT IN ('resolved', 'closed', 'refused', 'merged', 'split')"  # a matter reported again after closure is a new case
         " ORDER BY received_at DESC LIMIT $3) AS c",
         list(divisions),
         since,
@@ -120,16 +120,28 @@ async def get_case(pool: asyncpg.Pool, case_id: UUID) -> asyncpg.Record | None:
     )
 
 
-async def lock_statuses(conn: asyncpg.Connection, case_ids: Sequence[str]) -> dict[str, domain.CaseStatus]:
-    """The current status of each known case, by case id, locked until the transaction ends."""
+async def lock_standings(conn: asyncpg.Connection, case_ids: Sequence[str]) -> dict[str, domain.Standing]:
+    """The current standing (status, lead dispatch, holder) of each known case, by case id, locked
+    until the transaction ends."""
     if not case_ids:
         return {}
-    rows = await conn.fetch("SELECT case_id, status FROM cases WHERE case_id = ANY($1::uuid[]) FOR UPDATE",
+    rows = await conn.fetch("SELECT case_id, status, lead_dispatch_id, holder_unit_id, holder_since FROM cases"
+                            " WHERE case_id = ANY($1::uuid[]) ORDER BY case_id FOR UPDATE",
                             [UUID(c) for c in case_ids])
-    return {str(r["case_id"]): domain.CaseStatus(r["status"]) for r in rows}
+    return {str(r["case_id"]): domain.Standing(domain.CaseStatus(r["status"]), r["lead_dispatch_id"],
+                                               r["holder_unit_id"], r["holder_since"]) for r in rows}
 
 
-async def save_statuses(conn: asyncpg.Connection, statuses: dict[str, domain.CaseStatus]) -> None:
-    """Set cases' statuses (and when they changed)."""
-    await conn.executemany("UPDATE cases SET status = $2, status_updated_at = now() WHERE case_id = $1",
-                           [(UUID(c), s.value) for c, s in statuses.items()])
+async def save_standings(conn: asyncpg.Connection, standings: dict[str, domain.Standing]) -> None:
+    """Set cases' standings (and when their status changed), in one statement."""
+    if not standings:
+        return
+    ids = list(standings)
+    await conn.execute(
+        "UPDATE cases c SET status = n.status, lead_dispatch_id = n.lead, holder_unit_id = n.holder,"
+        " holder_since = n.since, status_updated_at = now()"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])"
+        " AS n(case_id, status, lead, holder, since) WHERE c.case_id = n.case_id",
+        [UUID(c) for c in ids], [standings[c].status.value for c in ids],
+        [standings[c].lead_dispatch_id for c in ids], [standings[c].holder_unit_id for c in ids],
+        [standings[c].holder_since for c in ids])

@@ -28,7 +28,7 @@ from shared.contracts import (
     MediationTransitioned,
     SupervisionNotice,
 )
-from shared.contracts.events import DispatchUrged, ExtensionDecided, ResolutionReviewed
+from shared.contracts.events import DispatchUrged, ExtensionDecided, ResolutionReviewed, ReturnReviewed
 from shared.messaging.consumer import Inbound, Reject
 from shared.messaging.outbox import Emitter, Outgoing, add_to_outbox
 from shared.refusals import ActionRefused
@@ -123,6 +123,7 @@ EVENT_HANDLERS: dict[str, Callable[[Mediation, asyncpg.Connection, Inbound, Emit
     DispatchUrged.EVENT_TYPE: Mediation.on_supervision_notice,
     ExtensionDecided.EVENT_TYPE: Mediation.on_supervision_notice,
     ResolutionReviewed.EVENT_TYPE: Mediation.on_supervision_notice,
+    ReturnReviewed.EVENT_TYPE: Mediation.on_supervision_notice,
     CourtReferral.EVENT_TYPE: Mediation.on_court_referral,
     ConfirmationDecided.EVENT_TYPE: Mediation.on_confirmation,
 }

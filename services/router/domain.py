@@ -19,7 +19,7 @@ from typing import Annotated, Sequence
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
-from shared.contracts import Level, RiskColour, RoutingReason
+from shared.contracts import Level, RiskColour, RoutingReason, status
 from services.router import deadlines
 from services.router.triage import OTHER_KIND, Candidate, Prediction, TriageModel
 from shared.topics import UnitKind
@@ -58,6 +58,8 @@ class Category(_Frozen):
     on_red: str = "police_assist"  # a red case of a mediation or petition matter: police lead or assist
     scope: str = ""
     resolution_review: bool = False  # 办结审核: a resolution waits for an operator before the callback
+    return_review: bool = False  # 退单审核: a lead unit's return waits for an operator's approval
+    transfer_review: bool = False  # 转办审核: a lead unit's transfer waits for an operator's approval
 
 
 class RiskEffect(_Frozen):
@@ -131,6 +133,7 @@ class Catalogue(_Frozen):
     yellow_share: Annotated[float, Field(gt=0, lt=1)]
     trusted_channels: tuple[str, ...] = ("window", "hotline", "grid", "police_referral", "court_referral")
     callback_attempts: Annotated[int, Field(ge=1, le=10)] = 3  # 回访未接通: calls before closing as unreachable
+    reopen_window_days: Annotated[int, Field(ge=0, le=365)] = 15  # 申请重办: how long after closure
     # limits of a matter no item fits, dispatched by an operator with a free-text category
     uncatalogued_acknowledge_limit: TimeLimit = deadlines.Limit(1, deadlines.LimitUnit.WORKING_DAYS)
     uncatalogued_resolve_limit: TimeLimit = deadlines.Limit(5, deadlines.LimitUnit.WORKING_DAYS)  # 一般诉求
@@ -579,6 +582,8 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
     REFUSED = "refused"  # 不予受理
     MERGED = "merged"  # 并单: follows another case
+    RETURN_REVIEW = "return_review"  # 退单审核 / 转办审核: the lead unit's return or transfer waits for an operator
+    SPLIT = "split"  # 拆单: handled as the cases it was split into
 
 
 class DispatchStatus(StrEnum):
@@ -607,6 +612,9 @@ class DispatchRecord:
     # 延期申请 waiting for an operator: the due time asked for (ISO 8601) and why
     extension_due: str | None = None
     extension_reason: str | None = None
+    progressed: bool = False  # the unit reported progress (or asked for time): 办理中
+    # a return or transfer waiting for 退单审核 / 转办审核: {"kind", "reason", "target_unit_id", "status"}
+    held_return: dict | None = None
 
     @property
     def open(self) -> bool:
@@ -799,3 +807,24 @@ class ClockChange:
     clock: Clock
     next_check: datetime | None
     pause_reason: str | None = None
+
+
+def shared_status(state: RoutingState) -> "status.CaseStatus":
+    """The router's state in the shared vocabulary (shared.contracts.status), as intake and audit
+    project it from the events: what the citizen and the command centre are told."""
+    S = status.CaseStatus
+    lead = state.lead
+    match state.status:
+        case CaseStatus.MANUAL:
+            return S.MANUAL_TRIAGE
+        case CaseStatus.DISPATCHED if lead is not None and lead.status is DispatchStatus.ACCEPTED:
+            return S.IN_PROGRESS if lead.progressed else S.ACCEPTED
+        case CaseStatus.DISPATCHED:
+            return S.DISPATCHED
+        case CaseStatus.ACCEPTED if lead is not None and lead.extension_due is not None:
+            return S.EXTENSION_REQUESTED
+        case CaseStatus.ACCEPTED:
+            return S.IN_PROGRESS if lead is not None and lead.progressed else S.ACCEPTED
+        case CaseStatus.RESOLUTION_REVIEW | CaseStatus.AWAITING_CALLBACK:
+            return S.RESOLVED
+    return S(state.status.value)  # return_review, closed, refused, merged, split: the same words

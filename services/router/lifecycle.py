@@ -40,6 +40,11 @@ class Act(StrEnum):
     RESUME = "resume"
     REQUEST_EXTENSION = "request_extension"  # 延期申请 by the unit
     DECIDE_EXTENSION = "decide_extension"
+    RETURN_FOR_REVIEW = "return_for_review"  # 退单 / 转办 of a matter whose returns are reviewed
+    APPROVE_RETURN = "approve_return"  # 退单审核 / 转办审核 approved: dispatched again
+    REJECT_RETURN = "reject_return"  # refused: the unit keeps the case
+    SPLIT = "split"  # 拆单: one report split into cases for different units
+    REOPEN = "reopen"  # 申请重办: the citizen asks through intake (a resolved or recently closed case)
 
 
 HANDLING = (S.DISPATCHED, S.ACCEPTED)
@@ -48,7 +53,7 @@ OPEN = (S.MANUAL, *HANDLING)
 # act -> {status it may happen in: status it leads to}
 TRANSITIONS: dict[Act, dict[CaseStatus, CaseStatus]] = {
     Act.DISPATCH: {s: S.DISPATCHED for s in OPEN},
-    Act.TO_MANUAL: {s: S.MANUAL for s in (*OPEN, S.AWAITING_CALLBACK, S.RESOLUTION_REVIEW)},
+    Act.TO_MANUAL: {s: S.MANUAL for s in (*OPEN, S.AWAITING_CALLBACK, S.RESOLUTION_REVIEW, S.RETURN_REVIEW)},
     Act.ACCEPT: {S.DISPATCHED: S.ACCEPTED},
     Act.RESOLVE: {s: S.AWAITING_CALLBACK for s in HANDLING},
     Act.RESOLVE_FOR_REVIEW: {s: S.RESOLUTION_REVIEW for s in HANDLING},
@@ -63,11 +68,17 @@ TRANSITIONS: dict[Act, dict[CaseStatus, CaseStatus]] = {
     Act.MERGE: {s: S.MERGED for s in OPEN},
     Act.RETURN: {s: S.DISPATCHED for s in HANDLING},  # re-routed at once (or then to the manual queue)
     Act.TRANSFER: {s: S.DISPATCHED for s in HANDLING},
+    Act.RETURN_FOR_REVIEW: {s: S.RETURN_REVIEW for s in HANDLING},
+    Act.APPROVE_RETURN: {S.RETURN_REVIEW: S.DISPATCHED},
+    # back to where the dispatch stood (the desk restores dispatched or accepted)
+    Act.REJECT_RETURN: {S.RETURN_REVIEW: S.ACCEPTED},
+    Act.SPLIT: {S.MANUAL: S.SPLIT},
+    Act.REOPEN: {S.AWAITING_CALLBACK: S.DISPATCHED, S.CLOSED: S.DISPATCHED},
     **{act: {s: s for s in HANDLING} for act in (Act.URGE, Act.SUPERVISE, Act.PAUSE, Act.RESUME,
                                                  Act.REQUEST_EXTENSION, Act.DECIDE_EXTENSION)},
 }
 
-TERMINAL = frozenset({S.CLOSED, S.REFUSED, S.MERGED})
+TERMINAL = frozenset({S.CLOSED, S.REFUSED, S.MERGED, S.SPLIT})
 
 
 class TransitionRefused(ValueError):

@@ -31,7 +31,13 @@ from shared.contracts.events import (
     DispositionCode,
     ExtensionDecided,
     ExtensionRequested,
+    CaseRated,
+    CaseSplit,
+    ReopenRequested,
     ResolutionReviewed,
+    ReturnHeldForReview,
+    ReturnReviewed,
+    SplitPart,
 )
 from shared.contracts import (
     Assignment,
@@ -82,6 +88,17 @@ class Outcome(Protocol):
     def emit(self, topic: str, data: Contract, event_id: str, traceparent: str | None,
              time: datetime | None = None) -> None:
         """Add an event on a topic."""
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    """One part of a report an operator splits (拆单): its category (or a free-text one and a unit),
+    optionally the unit, and the part of the report it covers."""
+
+    summary: str
+    category: str | None = None
+    category_text: str | None = None
+    unit_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -277,8 +294,11 @@ class RoutingDesk:
             fx.touch(state)
 
     def dispatch_progress(self, fx: Outcome, fb: DispatchProgress, cause: Cause) -> None:
-        """进展: checked; the event itself is the record."""
-        self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+        """进展: checked and remembered (办理中); the event itself is the record."""
+        state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+        if d.open and not d.progressed:
+            d.progressed = True
+            fx.touch(state)
 
     def dispatch_resolved(self, fx: Outcome, fb: DispatchResolved, cause: Cause) -> None:
         """办结: the dispatch's clocks stop; the lead's resolution awaits the citizen's callback (回访),
@@ -290,48 +310,110 @@ class RoutingDesk:
             fx.touch(state)
 
     def dispatch_returned(self, fx: Outcome, fb: DispatchReturned, cause: Cause) -> None:
-        """退单: dispatch again without that unit; after too many returns, the manual queue."""
+        """退单: dispatch again without that unit; after too many returns, the manual queue. For a matter
+        whose returns are reviewed (退单审核) the return waits for an operator first."""
         state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
+        if self._hold_for_review(fx, state, d, "return", fb.reason, cause):
+            return
+        self._carry_out_return(fx, state, d, fb.reason, cause.event_id, cause.traceparent)
+
+    def _carry_out_return(self, fx: Outcome, state: domain.RoutingState, d: domain.DispatchRecord, reason: str,
+                          seed: str, traceparent: str | None) -> None:
         if state.end_dispatch(d.dispatch_id, d.unit_id) is None:
             return  # a late return of an ended dispatch
         fx.clock_stops.append((d.dispatch_id, None))
         fx.touch(state)
         if d.role != "lead":
             return
-        self.correction(fx, state, "return", cause.event_id, cause.traceparent, by=d.unit_id, reason=fb.reason)
+        self.correction(fx, state, "return", seed, traceparent, by=d.unit_id, reason=reason)
         state.returns += 1
         state.excluded.append(d.unit_id)
         if state.returns > self.catalogue.max_returns:
-            return self.to_manual(fx, state, f"returned {state.returns} times", cause.event_id, cause.traceparent)
-        self.replan(fx, state, cause.event_id, cause.traceparent, RoutingReason.RETURN)
+            return self.to_manual(fx, state, f"returned {state.returns} times", seed, traceparent)
+        self.replan(fx, state, seed, traceparent, RoutingReason.RETURN)
 
     def dispatch_transferred(self, fx: Outcome, fb: DispatchTransferred, cause: Cause) -> None:
-        """转办: to the named unit (or the unit of the named kind) serving the case's division."""
+        """转办: to the named unit (or the unit of the named kind) serving the case's division. For a
+        matter whose transfers are reviewed (转办审核) the transfer waits for an operator first."""
         state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
-        target = None
-        if fb.target_unit_id:
-            target = self.units.get(fb.target_unit_id)
+        target = self._transfer_target(state, fb.target_unit_id, fb.target_kind)
+        if self._hold_for_review(fx, state, d, "transfer", fb.reason, cause, target_unit_id=target.id,
+                                 target_kind=fb.target_kind):
+            return
+        self._carry_out_transfer(fx, state, d, target, fb.reason, cause.event_id, cause.traceparent)
+
+    def _transfer_target(self, state: domain.RoutingState, unit_id: str | None, kind) -> domain.Unit:
+        if unit_id:
+            target = self.units.get(unit_id)
             if target is None or not target.serves_division(state.division_code):
-                raise EventRefused(f"transfer target {fb.target_unit_id!r} does not serve division "
-                                   f"{state.division_code}")
-        elif fb.target_kind:
+                raise EventRefused(f"transfer target {unit_id!r} does not serve division {state.division_code}")
+            return target
+        if kind:
             cat = self.catalogue.get(state.category or "")
-            target = domain.find_unit(self.units, fb.target_kind, cat.level if cat else domain.Level.TOWN,
-                                      state.division_code)
+            target = domain.find_unit(self.units, kind, cat.level if cat else domain.Level.TOWN, state.division_code)
             if target is None:
-                raise EventRefused(f"no {fb.target_kind.value} unit serves division {state.division_code}")
-        else:
-            raise EventRefused("a transfer names a target unit or unit kind")
+                raise EventRefused(f"no {kind.value} unit serves division {state.division_code}")
+            return target
+        raise EventRefused("a transfer names a target unit or unit kind")
+
+    def _carry_out_transfer(self, fx: Outcome, state: domain.RoutingState, d: domain.DispatchRecord,
+                            target: domain.Unit, reason: str, seed: str, traceparent: str | None) -> None:
         if state.end_dispatch(d.dispatch_id, d.unit_id) is None:
             return
         fx.clock_stops.append((d.dispatch_id, None))
         fx.touch(state)
         if d.role == "lead" and target.kind.value != d.unit_kind:
-            self.correction(fx, state, "transfer", cause.event_id, cause.traceparent, by=d.unit_id,
-                            unit_kind=target.kind.value, reason=fb.reason)
+            self.correction(fx, state, "transfer", seed, traceparent, by=d.unit_id,
+                            unit_kind=target.kind.value, reason=reason)
             state.facts["chosen_by"] = "department"
         if d.role == "lead":
-            self.replan(fx, state, cause.event_id, cause.traceparent, RoutingReason.TRANSFER, lead=target)
+            self.replan(fx, state, seed, traceparent, RoutingReason.TRANSFER, lead=target)
+
+    def _hold_for_review(self, fx: Outcome, state: domain.RoutingState, d: domain.DispatchRecord, kind: str,
+                         reason: str, cause: Cause, target_unit_id: str | None = None, target_kind=None) -> bool:
+        """退单审核 / 转办审核: hold the lead's return or transfer for an operator when its matter asks
+        for it (the unit keeps the case and its clocks meanwhile). Whether it was held."""
+        cat = self.catalogue.get(state.category or "")
+        wanted = cat is not None and (cat.return_review if kind == "return" else cat.transfer_review)
+        if not wanted or d.role != "lead" or not d.open or d.held_return is not None \
+                or not lifecycle.allowed(state.status, lifecycle.Act.RETURN_FOR_REVIEW):
+            return False
+        d.held_return = {"kind": kind, "reason": reason, "target_unit_id": target_unit_id,
+                         "status": state.status.value, "traceparent": cause.traceparent}
+        state.status = lifecycle.after(state.status, lifecycle.Act.RETURN_FOR_REVIEW)
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, ReturnHeldForReview(
+            case_id=UUID(state.case_id), dispatch_id=UUID(d.dispatch_id), unit_id=d.unit_id, kind=kind,
+            reason=reason, target_unit_id=target_unit_id, target_kind=target_kind),
+            derive_id(SOURCE, cause.event_id, "held"), cause.traceparent)
+        return True
+
+    def review_return(self, fx: Outcome, state: domain.RoutingState | None, approved: bool, note: str | None,
+                      operator: str, traceparent: str | None) -> domain.RoutingState:
+        """退单审核 / 转办审核: approved, the held return or transfer is carried out; refused, the unit
+        keeps the case as it stood (the unit hears either on its dispatch topic)."""
+        state = self._acting_on(state, lifecycle.Act.APPROVE_RETURN if approved else lifecycle.Act.REJECT_RETURN)
+        d = next(d for d in state.dispatches if d.held_return is not None)
+        held, d.held_return = d.held_return, None
+        seed = f"return-review:{d.dispatch_id}:{held['kind']}"
+        reviewed = ReturnReviewed(case_id=UUID(state.case_id), dispatch_id=UUID(d.dispatch_id), unit_id=d.unit_id,
+                                  kind=held["kind"], approved=approved, note=note,
+                                  status_after=None if approved else held["status"])
+        fx.emit(topics.ROUTER_DECISIONS, reviewed, derive_id(SOURCE, seed), traceparent)
+        fx.emit(topics.dispatch_topic(d.unit_kind), reviewed, derive_id(SOURCE, seed, "unit"), traceparent)
+        state.status = domain.CaseStatus(held["status"])
+        fx.touch(state)
+        if not approved:
+            return state
+        if held["kind"] == "return":
+            self._carry_out_return(fx, state, d, held["reason"], seed, traceparent)
+        else:
+            target = self.units.get(held["target_unit_id"] or "")
+            if target is None:
+                self.to_manual(fx, state, f"transfer target {held['target_unit_id']!r} is gone", seed, traceparent)
+            else:
+                self._carry_out_transfer(fx, state, d, target, held["reason"], seed, traceparent)
+        return state
 
     def _feedback(self, fx: Outcome, dispatch_id: UUID, unit_id: str, cause: Cause
                   ) -> tuple[domain.RoutingState, domain.DispatchRecord]:
@@ -379,6 +461,7 @@ class RoutingDesk:
             return state
         if satisfied or outcome is CallbackOutcome.UNREACHABLE:
             state.close()
+            state.facts["closed_at"] = self.now().isoformat()  # the citizen may ask to reopen for a while
             why = (f"resolved; no answer after {attempt} callback attempts" if not satisfied
                    else "resolved; the citizen is satisfied" if outcome is CallbackOutcome.SATISFIED
                    else "resolved; the citizen is basically satisfied")
@@ -533,6 +616,7 @@ class RoutingDesk:
         if not lifecycle.allowed(state.status, lifecycle.Act.REQUEST_EXTENSION):
             raise EventRefused(f"no extension while the case is {state.status.value}")
         d.extension_due, d.extension_reason = req.requested_due_at.isoformat(), req.reason
+        d.progressed = True  # asking for time is being at work on it (办理中)
         fx.touch(state)
 
     def decide_extension(self, fx: Outcome, state: domain.RoutingState | None, dispatch_id: str, approved: bool,
@@ -572,22 +656,7 @@ class RoutingDesk:
         command centre's overdue queue). When no catalogue item fits, a named unit and a free-text
         category (`category_text`) dispatch it anyway; the correction goes to the model's review pile."""
         state = self._acting_on(state, lifecycle.Act.DISPATCH)
-        unit = None
-        if unit_id:
-            unit = self.units.get(unit_id)
-            if unit is None or not unit.serves_division(state.division_code):
-                raise ActionRefused(422, "Unit cannot take the case",
-                                    f"{unit_id!r} does not serve {state.division_code}")
-        if category is None:
-            if not (category_text and unit):
-                raise ActionRefused(422, "Category required",
-                                    "name a catalogue category, or a unit and a free-text category")
-            cat = domain.uncatalogued(self.catalogue, unit, category_text)
-        else:
-            cat = self.catalogue.get(category)
-            if cat is None:
-                raise ActionRefused(422, "Unknown category",
-                                    f"{category!r} is not in catalogue {self.catalogue.version}")
+        cat, unit = self._category_for(state, category, category_text, unit_id)
         for d in state.dispatches:
             if d.open:
                 fx.clock_stops.append((d.dispatch_id, None))
@@ -605,6 +674,92 @@ class RoutingDesk:
         state.facts["chosen_by"] = "operator"
         self.replan(fx, state, seed, traceparent, RoutingReason.MANUAL, lead=unit, category=cat)
         return state
+
+    def split(self, fx: Outcome, state: domain.RoutingState | None, parts: list[SplitRequest], note: str | None,
+              operator: str, traceparent: str | None) -> list[domain.RoutingState]:
+        """拆单: an operator splits one report from the manual queue into cases for different units.
+        Each part becomes a case of its own, numbered after the report (<number>-1, -2, ...), with its
+        category (or a free-text one and a unit) and its own share of the text, and is routed as an
+        operator's dispatch; the report ends as split. Returns the new cases."""
+        state = self._acting_on(state, lifecycle.Act.SPLIT)
+        if not 2 <= len(parts) <= 9:
+            raise ActionRefused(422, "Split into 2 to 9 cases", f"{len(parts)} parts given")
+        children = []
+        for n, part in enumerate(parts, start=1):
+            child_id = str(UUID(derive_id(SOURCE, state.case_id, "split", n)))
+            facts = {**state.facts, "description": part.summary, "split_from": state.case_id}
+            facts.pop("proposed", None)
+            child = domain.RoutingState(child_id, f"{state.case_number}-{n}", domain.CaseStatus.MANUAL,
+                                        self.catalogue.version, self.now(), division_code=state.division_code,
+                                        risk=state.risk, facts=facts, traceparent=traceparent)
+            children.append((child, part))
+        planned = [(child, part, self._category_for(child, part.category, part.category_text, part.unit_id))
+                   for child, part in children]  # every part checked before anything is emitted
+        state.close(lifecycle.after(state.status, lifecycle.Act.SPLIT))
+        state.facts["split_into"] = [c.case_id for c, _, _ in planned]
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, CaseSplit(
+            case_id=UUID(state.case_id), case_number=state.case_number, note=note,
+            parts=[SplitPart(case_id=UUID(c.case_id), case_number=c.case_number, category=cat.code,
+                             unit_id=unit.id if unit else None, summary=p.summary) for c, p, (cat, unit) in planned]),
+            derive_id(SOURCE, state.case_id, "split"), traceparent)
+        for child, part, (cat, unit) in planned:
+            child.facts["chosen_by"] = "operator"
+            if cat.code == domain.UNCATALOGUED:
+                child.facts["category_text"] = part.category_text
+            fx.touch(child)
+            self.replan(fx, child, f"split:{child.case_id}", traceparent, RoutingReason.MANUAL, lead=unit, category=cat)
+        return [c for c, _, _ in planned]
+
+    def _category_for(self, state: domain.RoutingState, category: str | None, category_text: str | None,
+                      unit_id: str | None) -> tuple[domain.Category, domain.Unit | None]:
+        """The category and unit an operator names (422 when the unit cannot take the case or the
+        category is unknown; a free-text category needs a unit)."""
+        unit = None
+        if unit_id:
+            unit = self.units.get(unit_id)
+            if unit is None or not unit.serves_division(state.division_code):
+                raise ActionRefused(422, "Unit cannot take the case", f"{unit_id!r} does not serve {state.division_code}")
+        if category is None:
+            if not (category_text and unit):
+                raise ActionRefused(422, "Category required",
+                                    "name a catalogue category, or a unit and a free-text category")
+            return domain.uncatalogued(self.catalogue, unit, category_text), unit
+        cat = self.catalogue.get(category)
+        if cat is None:
+            raise ActionRefused(422, "Unknown category", f"{category!r} is not in catalogue {self.catalogue.version}")
+        return cat, unit
+
+    def citizen_rated(self, fx: Outcome, rating: CaseRated, cause: Cause) -> None:
+        """评价 through intake: kept with the case (the event itself is the record in audit)."""
+        state = fx.states.get(cause.subject)
+        if state is not None:
+            state.facts["citizen_rating"] = rating.rating.value
+            fx.touch(state)
+
+    def reopen_requested(self, fx: Outcome, req: ReopenRequested, cause: Cause) -> None:
+        """申请重办 through intake: a resolved case waiting for its callback, or one closed after handling
+        within the reopening window, goes back for rework (the second time escalated); otherwise the
+        request stays on the record only (intake checked the same window before accepting it)."""
+        state = fx.states.get(cause.subject)
+        if state is None or not lifecycle.allowed(state.status, lifecycle.Act.REOPEN):
+            return
+        closed_at = state.facts.get("closed_at")
+        if state.status is domain.CaseStatus.CLOSED and (
+                closed_at is None or self.now() - datetime.fromisoformat(closed_at)
+                > timedelta(days=self.catalogue.reopen_window_days)):
+            return
+        lead = next((d for d in reversed(state.dispatches) if d.role == "lead"), None)
+        if lead is None:
+            return
+        state.reopened += 1
+        state.status = lifecycle.after(state.status, lifecycle.Act.REOPEN)
+        state.facts["callback_attempts"] = 0
+        fx.touch(state)
+        fx.emit(topics.ROUTER_DECISIONS, CaseReopened(case_id=UUID(state.case_id), case_number=state.case_number,
+                                                      reason=f"the citizen asked: {req.reason}"),
+                derive_id(SOURCE, cause.event_id, "reopened"), cause.traceparent)
+        self.rework(fx, state, lead, cause.event_id, cause.traceparent, "reopened again at the citizen's request")
 
     # ------------------------------------------------------------ supervision
 

@@ -15,7 +15,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import topics
-from shared.contracts.events import DispatchUrged, ExtensionDecided, ResolutionReviewed
+from shared.contracts.events import DispatchUrged, ExtensionDecided, ResolutionReviewed, ReturnReviewed
 from shared.cloudevents import Actor, CloudEvent, ContractError, EnvelopeError, decode, derive_id
 from shared.contracts import (
     CaseDispatched,
@@ -99,7 +99,7 @@ async def run_simulator(
                         ev = decode(rec.key, rec.value, rec.headers)
                         dispatch = ev.model()
                         if isinstance(dispatch, (SupervisionNotice, DispatchUrged, ExtensionDecided,
-                                                 ResolutionReviewed)):
+                                                 ResolutionReviewed, ReturnReviewed)):
                             continue  # a real department would hurry up (a rejected resolution comes back
                             # as a new dispatch)
                         if isinstance(dispatch, MediationToCourt):

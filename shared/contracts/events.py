@@ -507,6 +507,86 @@ class ExtensionDecided(Event):
     note: str | None = None
 
 
+class ReturnHeldForReview(Event):
+    """退单审核 / 转办审核: the lead unit's return or transfer of a matter whose returns are reviewed
+    waits for an operator; the unit keeps the case meanwhile."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.return_held.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    kind: Literal["return", "transfer"]
+    reason: LongText
+    target_unit_id: str | None = None
+    target_kind: UnitKind | None = None
+
+
+class ReturnReviewed(Event):
+    """An operator approved a held return or transfer (the case is dispatched again) or refused it
+    (the unit keeps the case, in the status `status_after`); the unit hears it on its dispatch topic."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.dispatch.return_reviewed.v1"
+
+    dispatch_id: UUID
+    unit_id: str
+    kind: Literal["return", "transfer"]
+    approved: bool
+    status_after: Literal["dispatched", "accepted"] | None = None  # when refused
+    note: str | None = None
+
+
+class SplitPart(BaseModel):
+    """One case a report was split into (拆单)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    case_id: UUID
+    case_number: str
+    category: str
+    unit_id: str | None = None
+    summary: str
+
+
+class CaseSplit(Event):
+    """拆单: one report split into cases for different units; the report ends as split and each part
+    is a case of its own (numbered after the report) routed like any other."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.split.v1"
+
+    case_number: str
+    parts: list[SplitPart]
+    note: str | None = None
+
+
+class CitizenRating(StrEnum):
+    """The citizen's own rating of a finished case (评价)."""
+
+    SATISFIED = "satisfied"
+    BASICALLY_SATISFIED = "basically_satisfied"
+    UNSATISFIED = "unsatisfied"
+
+
+class CaseRated(Event):
+    """评价: the citizen rated the handling of their case through intake (case number and the
+    reporter's verification); the comment is free text and may hold personal data."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.rated.v1"
+
+    case_number: str
+    rating: CitizenRating
+    comment: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class ReopenRequested(Event):
+    """The citizen asked through intake to reopen a case they are not satisfied with (申请重办); the
+    router decides (a finished case within the reopening window goes back for rework)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.case.reopen_requested.v1"
+
+    case_number: str
+    reason: LongText
+
+
 class MediationTransitioned(Event):
     """A mediation moved from one state to another (every transition is one of these)."""
 
@@ -579,6 +659,11 @@ class FeedbackRejected(Contract):
 EVENT_MODELS: dict[str, type[Contract]] = {
     m.EVENT_TYPE: m
     for m in (
+        ReturnHeldForReview,
+        ReturnReviewed,
+        CaseSplit,
+        CaseRated,
+        ReopenRequested,
         CaseClosedDirectly,
         CaseRefused,
         CaseMerged,

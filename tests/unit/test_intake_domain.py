@@ -105,12 +105,6 @@ def test_similarity_is_symmetric_and_bounded():
     assert domain.similarity(a, a) == 1.0 and domain.similarity(a, "路灯") == 0.0
 
 
-def test_status_only_moves_forward():
-    s = domain.CaseStatus
-    assert domain.advance(s.RECEIVED, s.DISPATCHED) is s.DISPATCHED
-    assert domain.advance(s.CLOSED, s.IN_PROGRESS) is s.CLOSED
-
-
 def test_roles_submit_through_their_channels_only():
     assert domain.may_submit("hotline", Channel.HOTLINE)
     assert not domain.may_submit("citizen", Channel.POLICE_REFERRAL)
@@ -208,10 +202,3 @@ def test_numbering_prefixes_are_sorted_once_each_and_required_by_the_plan():
         domain.plan_group(group, {}, [], {"339901-20261123": 0}, NOW, domain.DuplicatePolicy())
 
 
-def test_status_follows_the_furthest_event_and_never_moves_back():
-    s = domain.CaseStatus
-    events = [(CaseRouted.EVENT_TYPE, "a"), (DispatchAccepted.EVENT_TYPE, "a"), (CaseRouted.EVENT_TYPE, "a"),
-              (CaseRouted.EVENT_TYPE, "b"), (CaseReceived.EVENT_TYPE, "c"), (CaseClosed.EVENT_TYPE, "unknown")]
-    moves = domain.status_moves(events)
-    assert moves == {"a": s.IN_PROGRESS, "b": s.DISPATCHED, "unknown": s.CLOSED}
-    assert domain.moved_statuses({"a": s.RECEIVED, "b": s.RESOLVED}, moves) == {"a": s.IN_PROGRESS}
