@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     db_acquire_timeout_seconds: float = Field(default=5.0, gt=0)  # then 503 + Retry-After, not a hang
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)  # 0 = none
     intake_queue_max: int = Field(default=1000, ge=1)  # HTTP submissions waiting for the writer; then 503
+    # 申请重办: how long after closure a citizen may ask (the router's catalogue decides in the end)
+    intake_reopen_window_days: int = Field(default=15, ge=0, le=365)
 
     def kafka_client_options(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client (producer, consumer, admin)."""

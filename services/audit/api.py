@@ -74,13 +74,13 @@ def summary_json(s: domain.CaseSummary) -> dict:
         "units": s.units or [], "supervision": s.supervision, "overdue": s.overdue,
         "escalations": s.escalations, "returns": s.returns, "mediation_status": s.mediation_status,
         "opened_at": iso(s.opened_at), "last_event_at": iso(s.last_event_at), "last_type": s.last_type,
-        "events": s.events,
+        "events": s.events, "merged_into": s.merged_into,
     }
 
 
 def record_json(r: domain.TraceRecord, personal: bool) -> dict:
     """A timeline entry as the API shows it (personal data masked unless the role may see it)."""
-    return {"seq": r.seq, "type": r.type, "time": r.time.isoformat(), "source": r.source,
+    return {"seq": r.seq, "case_id": r.case_id, "type": r.type, "time": r.time.isoformat(), "source": r.source,
             "event_id": r.event_id, "topic": r.topic, "partition": r.partition, "offset": r.kafka_offset,
             "trace_id": r.trace_id, "actor": r.actor,
             "data": r.data if personal else domain.mask_personal(r.data)}

@@ -343,6 +343,7 @@ class CaseSummary:
     last_event_at: datetime | None = None
     last_type: str | None = None
     events: int = 0
+    merged_into: str | None = None  # 并单: the case this one follows
 
 
 _COLOUR_RANK = {"white": 0, "yellow": 1, "red": 2}
@@ -392,6 +393,8 @@ def fold(summary: CaseSummary, event_type: str, data: dict[str, Any], at: dateti
             s.escalations += 1
         case "mediation.transitioned.v1":
             s.mediation_status = data.get("to_status")
+        case "case.merged.v1":
+            s.merged_into = str(data.get("into_case_id") or "") or None
     return s
 
 

@@ -68,9 +68,12 @@ def record_of(r: asyncpg.Record) -> TraceRecord:
 
 
 async def timeline(pool: asyncpg.Pool, case_id: str) -> list[TraceRecord]:
-    """A case's events in the order they happened (event time, then ingestion order)."""
+    """A case's events in the order they happened (event time, then ingestion order), with the events
+    of the cases merged into it (并单: its timeline shows every report it stands for)."""
     # served by the (case_id, seq) key; a case has tens of events, sorted by time in PostgreSQL
-    rows = await pool.fetch("SELECT * FROM events WHERE case_id = $1 ORDER BY time, seq", case_id)
+    rows = await pool.fetch(
+        "SELECT * FROM events WHERE case_id = ANY(array_append((SELECT array_agg(case_id) FROM case_summaries"
+        " WHERE merged_into = $1), $1)) ORDER BY time, seq", case_id)
     return [record_of(r) for r in rows]
 
 

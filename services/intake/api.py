@@ -7,10 +7,12 @@ import json
 import logging
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Annotated
+from datetime import timedelta
 
 from services.intake import domain, storage
 from shared.contracts.submissions import CaseSubmission
@@ -18,11 +20,39 @@ from shared.divisions import DivisionDirectory
 from shared.http import Problem, may_act_in, require_roles
 from shared.identity import TokenGrant, actor_of
 from shared.settings import Settings
+from shared import topics
+from shared.cloudevents import CloudEvent, utcnow
+from shared.contracts.events import CitizenRating
+from shared.messaging.outbox import Outgoing
 from shared.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = Header(default=None, alias="Idempotency-Key", min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$")
 MAX_BODY = 256 * 1024
+
+
+# the reporter's phone number, given with the case number (as 12345 platforms ask)
+Verification = Annotated[str, Field(min_length=5, max_length=20, pattern=r"^\+?[0-9][0-9 -]*$")]
+
+
+class Rating(BaseModel):
+    """评价: how the citizen rates the handling of their case."""
+
+    model_config = ConfigDict(extra="forbid")
+    verification: Verification
+    rating: CitizenRating
+    comment: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class ReopenRequest(BaseModel):
+    """申请重办: why the citizen wants the case handled again."""
+
+    model_config = ConfigDict(extra="forbid")
+    verification: Verification
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+CASE_NUMBER = r"^[0-9A-Za-z-]{1,40}$"
 
 
 def _mask_name(name: str | None) -> str | None:
@@ -106,5 +136,49 @@ def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
             "received_at": row["received_at"].isoformat(),
             "submission": sub,
         }
+
+    citizens = require_roles(settings, "citizen", "hotline", "clerk")
+
+    async def _citizen_act(request: Request, grant: TokenGrant, case_number: str, verification: str, kind: str,
+                           build) -> dict:
+        """Verify the reporter, let the domain check the act, keep it and its event in one transaction."""
+        async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+            row = await storage.case_for_citizen(conn, case_number)
+            # an unknown number and a wrong verification get the same answer: nothing to learn by guessing
+            if row is None or not may_act_in(grant, row["division_code"]) \
+                    or not domain.reporter_verified(row["reporter_phone"], verification):
+                raise Problem(404, "Case not found", "no case with that number and verification")
+            status_now = domain.CaseStatus(row["status"])
+            try:
+                data, event_id = build(row, status_now)
+            except domain.CitizenActRefused as exc:
+                raise Problem(409, "Not allowed now", str(exc)) from None
+            event = CloudEvent.of(data, source=domain.SOURCE, event_id=event_id, actor=actor_of(grant))
+            event = event.with_traceparent(current_traceparent())
+            if not await storage.record_citizen_act(conn, Outgoing(topics.CASES_RECEIVED, event), row["case_id"],
+                                                    kind, grant.subject):
+                raise Problem(409, "Already received", f"this {kind} was received before")
+        request.app.state.runtime.relay.wake()
+        log.info("citizen act accepted", extra={"case_id": str(row["case_id"]), "kind": kind})
+        return {"case_id": str(row["case_id"]), "case_number": row["case_number"], "kind": kind, "accepted": True}
+
+    @router.post("/cases/by-number/{case_number}/rating", status_code=202,
+                 summary="评价: the citizen rates a resolved case (case number plus the reporter's phone)")
+    async def rate(request: Request, body: Rating, case_number: str = Path(pattern=CASE_NUMBER),
+                   grant: TokenGrant = Depends(citizens)) -> dict:
+        def build(row, status_now):
+            domain.check_rating(status_now, row["rated"])
+            return domain.rating_event(row["case_id"], row["case_number"], body.rating, body.comment)
+        return await _citizen_act(request, grant, case_number, body.verification, "rating", build)
+
+    @router.post("/cases/by-number/{case_number}/reopen", status_code=202,
+                 summary="申请重办: the citizen asks to reopen a resolved or recently closed case")
+    async def reopen(request: Request, body: ReopenRequest, case_number: str = Path(pattern=CASE_NUMBER),
+                     grant: TokenGrant = Depends(citizens)) -> dict:
+        def build(row, status_now):
+            domain.check_reopen(status_now, row["status_updated_at"], utcnow(),
+                                timedelta(days=settings.intake_reopen_window_days))
+            return domain.reopen_event(row["case_id"], row["case_number"], body.reason, row["status_updated_at"])
+        return await _citizen_act(request, grant, case_number, body.verification, "reopen", build)
 
     return router

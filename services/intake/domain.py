@@ -5,6 +5,7 @@ submitter sees."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from uuid import UUID
 from shared import personal
 from shared.cloudevents import Actor, derive_id
 from shared.contracts import AttachmentRef, CaseDuplicateReported, CaseReceived, Channel, Location, status
+from shared.contracts.events import CaseRated, ReopenRequested
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
 
@@ -354,3 +356,56 @@ def standings_after(current: Mapping[str, Standing], events: Iterable[tuple[str,
         if case_id in work:
             status.project(work[case_id], event_type, data, at)
     return {c: s for c, s in work.items() if s != current[c]}
+
+
+# ---------------------------------------------------------------- the citizen's own acts: 评价 and 申请重办
+
+# Statuses in which a citizen may rate a case, or ask to reopen it (the router decides a reopening).
+RATABLE = frozenset({CaseStatus.RESOLVED, CaseStatus.CLOSED})
+REOPENABLE = frozenset({CaseStatus.RESOLVED, CaseStatus.CLOSED})
+
+
+class CitizenActRefused(ValueError):
+    """A rating or reopen request that the case's status or the window does not allow (409)."""
+
+
+def _digits(phone: str | None) -> str:
+    return "".join(ch for ch in phone or "" if ch.isdigit())
+
+
+def reporter_verified(stored_phone: str | None, given: str) -> bool:
+    """Whether the verification given (the reporter's phone number, as 12345 platforms ask with the case
+    number) matches the reporter's; compared in constant time. A case without a reporter's phone
+    cannot be verified."""
+    stored, offered = _digits(stored_phone), _digits(given)
+    return bool(stored) and hmac.compare_digest(stored.encode(), offered.encode())
+
+
+def check_rating(status_now: CaseStatus, already_rated: bool) -> None:
+    """A case is rated once, after the unit resolved it."""
+    if status_now not in RATABLE:
+        raise CitizenActRefused(f"a case is rated once it is resolved (it is {status_now.value})")
+    if already_rated:
+        raise CitizenActRefused("this case has been rated already")
+
+
+def check_reopen(status_now: CaseStatus, since: datetime | None, now: datetime, window: timedelta) -> None:
+    """A resolved case, or one closed within the reopening window, may be asked to be reopened."""
+    if status_now not in REOPENABLE:
+        raise CitizenActRefused(f"only a resolved or closed case can be reopened (it is {status_now.value})")
+    if status_now is CaseStatus.CLOSED and (since is None or now - since > window):
+        raise CitizenActRefused(f"a closed case can be reopened within {window.days} days of its closure")
+
+
+def rating_event(case_id: UUID, case_number: str, rating: str, comment: str | None) -> tuple[CaseRated, str]:
+    """The rating's event and its id (one rating per case)."""
+    return (CaseRated(case_id=case_id, case_number=case_number, rating=rating, comment=comment),
+            derive_id(SOURCE, case_id, "rated"))
+
+
+def reopen_event(case_id: UUID, case_number: str, reason: str, since: datetime | None
+                 ) -> tuple[ReopenRequested, str]:
+    """The reopen request's event and its id (one request per status the case reached: asking twice
+    about the same closure is the same request)."""
+    return (ReopenRequested(case_id=case_id, case_number=case_number, reason=reason),
+            derive_id(SOURCE, case_id, "reopen", since.isoformat() if since else ""))

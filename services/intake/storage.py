@@ -145,3 +145,29 @@ async def save_standings(conn: asyncpg.Connection, standings: dict[str, domain.S
         [UUID(c) for c in ids], [standings[c].status.value for c in ids],
         [standings[c].lead_dispatch_id for c in ids], [standings[c].holder_unit_id for c in ids],
         [standings[c].holder_since for c in ids])
+
+
+# ---------------------------------------------------------------- the citizen's own acts
+
+
+async def case_for_citizen(conn: asyncpg.Connection, case_number: str) -> asyncpg.Record | None:
+    """The case a citizen names by its number: the report's own reporter phone, and the status of the
+    case it created or repeats (locked until the transaction ends, so two requests queue)."""
+    return await conn.fetchrow(
+        "SELECT s.reporter_phone, s.division_code, c.case_id, c.case_number, c.status, c.status_updated_at,"
+        " EXISTS (SELECT 1 FROM citizen_acts a WHERE a.case_id = c.case_id AND a.kind = 'rating') AS rated"
+        " FROM cases s JOIN cases c ON c.case_id = coalesce(s.duplicate_of, s.case_id)"
+        " WHERE s.case_number = $1 FOR UPDATE OF c",
+        case_number,
+    )
+
+
+async def record_citizen_act(conn: asyncpg.Connection, event: Outgoing, case_id: UUID, kind: str,
+                             acted_by: str) -> bool:
+    """Keep the act and put its event in the outbox; False when the same act was recorded before."""
+    added = await conn.fetchval(
+        "INSERT INTO citizen_acts (event_id, case_id, kind, acted_by) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING RETURNING true", event.event.id, case_id, kind, acted_by)
+    if added:
+        await add_to_outbox(conn, [event])
+    return bool(added)

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from services.router import domain, handlers, lifecycle, storage
 from services.router.domain import ClockColour
-from services.router.workflow import RoutingDesk
+from services.router.workflow import RoutingDesk, SplitRequest
 from shared.cloudevents import utcnow
 from shared.contracts.events import CallbackOutcome, DispositionCode
 from shared.http import Problem, may_act_in, require_roles
@@ -88,6 +88,25 @@ class Merge(BaseModel):
     note: Note | None = None
 
 
+class SplitPartBody(BaseModel):
+    """One case of a split: a catalogue category, or a unit and a free-text category; the report's
+    part it covers."""
+
+    model_config = ConfigDict(extra="forbid")
+    summary: Annotated[str, Field(min_length=1, max_length=5000)]
+    category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    category_text: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    unit_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class Split(BaseModel):
+    """拆单: the cases one report is split into (2 to 9)."""
+
+    model_config = ConfigDict(extra="forbid")
+    parts: Annotated[list[SplitPartBody], Field(min_length=2, max_length=9)]
+    note: Note | None = None
+
+
 class Urge(BaseModel):
     """催办: what the unit is reminded of."""
 
@@ -132,11 +151,14 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
         return result
 
     def _view(s: domain.RoutingState) -> dict:
-        return {"case_id": s.case_id, "case_number": s.case_number, "status": s.status.value,
+        # `status` in the words intake and audit use (shared.contracts.status); `routing_status` the router's own
+        return {"case_id": s.case_id, "case_number": s.case_number, "status": domain.shared_status(s).value,
+                "routing_status": s.status.value, "split_into": s.facts.get("split_into"),
+                "split_from": s.facts.get("split_from"), "citizen_rating": s.facts.get("citizen_rating"),
                 "category": s.category, "risk": s.risk.value, "division_code": s.division_code,
                 "rule_ids": list(s.rule_ids), "catalogue_version": s.catalogue_version, "returns": s.returns,
                 "reopened": s.reopened, "repeats": s.repeats, "merged_into": s.facts.get("merged_into"),
-                "acts": [a.value for a in lifecycle.acts_in(s.status)],
+                "acts": [a.value for a in lifecycle.operator_acts_in(s.status)],
                 "dispatches": [{**d.__dict__, "status": d.status.value} for d in s.dispatches]}
 
     def _clock_view(c: domain.Clock) -> dict:
@@ -148,8 +170,10 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
 
         return department_document(kind)
 
-    @api.get("/queues/{name}", summary="A work queue: manual triage, callback, 办结审核, 延期申请 or overdue (red)")
-    async def get_queue(name: Literal["manual", "callback", "review", "extension", "overdue"], request: Request,
+    @api.get("/queues/{name}", summary="A work queue: manual triage, callback, 办结审核, 退单/转办审核, 延期申请 or"
+                                       " overdue (red)")
+    async def get_queue(name: Literal["manual", "callback", "review", "returns", "extension", "overdue"],
+                        request: Request,
                         grant=Depends(operators)) -> dict:
         rows = await storage.queue(request.app.state.runtime.pool, name, grant.divisions)
         return {"queue": name, "cases": [
@@ -190,6 +214,22 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
     async def review(case_id: UUID, body: Review, request: Request, grant=Depends(operators)) -> dict:
         return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.review_resolution(
             conn, desk, case_id, body.approved, body.note, tp, actor_of(grant)), "router.review"))
+
+    @api.post("/cases/{case_id}/return-review", summary="退单审核 / 转办审核: approve the unit's held return or"
+                                                        " transfer, or refuse it (the unit keeps the case)")
+    async def return_review(case_id: UUID, body: Review, request: Request, grant=Depends(operators)) -> dict:
+        return _view(await _run(request, grant, case_id, lambda conn, tp: handlers.review_return(
+            conn, desk, case_id, body.approved, body.note, tp, actor_of(grant)), "router.return_review"))
+
+    @api.post("/cases/{case_id}/split", summary="拆单: split a report in the manual queue into cases for different"
+                                                " units; answers the report and its new cases")
+    async def split(case_id: UUID, body: Split, request: Request, grant=Depends(operators)) -> dict:
+        parts = [SplitRequest(p.summary, p.category, p.category_text, p.unit_id) for p in body.parts]
+        children = await _run(request, grant, case_id, lambda conn, tp: handlers.split(
+            conn, desk, case_id, parts, body.note, tp, actor_of(grant)), "router.split")
+        async with request.app.state.runtime.pool.acquire() as conn:
+            report = (await storage.load_states(conn, [str(case_id)]))[str(case_id)]
+        return {**_view(report), "cases": [_view(c) for c in children]}
 
     @api.post("/cases/{case_id}/merge", summary="并单: merge the case into another; it follows that case")
     async def merge(case_id: UUID, body: Merge, request: Request, grant=Depends(operators)) -> dict:

@@ -15,10 +15,10 @@ import asyncpg
 from services.router import domain, storage
 from services.router.lifecycle import Act
 from services.router.triage import Prediction
-from services.router.workflow import SOURCE, Cause, EventRefused, RoutingDesk
+from services.router.workflow import SplitRequest, SOURCE, Cause, EventRefused, RoutingDesk
 from shared import topics
 from shared.cloudevents import Actor, CloudEvent, derive_id
-from shared.contracts.events import CallbackOutcome, DispositionCode, ExtensionRequested
+from shared.contracts.events import CallbackOutcome, CaseRated, DispositionCode, ExtensionRequested, ReopenRequested
 from shared.contracts import (
     CaseDuplicateReported,
     CaseReceived,
@@ -73,6 +73,8 @@ EVENT_HANDLERS: dict[str, Callable[[RoutingDesk, Effects, Contract, Cause], None
     DispatchReturned.EVENT_TYPE: RoutingDesk.dispatch_returned,
     DispatchTransferred.EVENT_TYPE: RoutingDesk.dispatch_transferred,
     ExtensionRequested.EVENT_TYPE: RoutingDesk.extension_requested,
+    CaseRated.EVENT_TYPE: RoutingDesk.citizen_rated,
+    ReopenRequested.EVENT_TYPE: RoutingDesk.reopen_requested,
 }
 
 
@@ -153,6 +155,22 @@ async def review_resolution(conn: asyncpg.Connection, desk: RoutingDesk, case_id
     """办结审核 by an operator."""
     return await _act(conn, case_id, actor, lambda fx, s: desk.review_resolution(fx, s, approved, note, actor.id,
                                                                                 traceparent))
+
+
+async def review_return(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, approved: bool,
+                        note: str | None, traceparent: str | None, actor: Actor) -> domain.RoutingState:
+    """退单审核 / 转办审核 by an operator."""
+    return await _act(conn, case_id, actor, lambda fx, s: desk.review_return(fx, s, approved, note, actor.id,
+                                                                            traceparent))
+
+
+async def split(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, parts: list[SplitRequest],
+                note: str | None, traceparent: str | None, actor: Actor) -> list[domain.RoutingState]:
+    """拆单 from the manual queue: the report's parts become cases of their own, each dispatched."""
+    fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
+    children = desk.split(fx, fx.states.get(str(case_id)), parts, note, actor.id, traceparent)
+    await fx.commit(conn)
+    return children
 
 
 async def dispose(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, act: Act, code: DispositionCode,

@@ -103,6 +103,15 @@ def after(status: CaseStatus, act: Act) -> CaseStatus:
         raise TransitionRefused(status, act) from None
 
 
+# Acts that are not the command centre's: the citizen's own request through intake.
+CITIZEN_ACTS = frozenset({Act.REOPEN})
+
+
 def acts_in(status: CaseStatus) -> list[Act]:
-    """Every act allowed in a status (what an operator's screen may offer)."""
+    """Every act allowed in a status."""
     return [act for act, moves in TRANSITIONS.items() if status in moves]
+
+
+def operator_acts_in(status: CaseStatus) -> list[Act]:
+    """The acts an operator's screen may offer in a status (the citizen's own are left out)."""
+    return [act for act in acts_in(status) if act not in CITIZEN_ACTS]

@@ -97,6 +97,7 @@ QUEUES = {
     "manual": "status = 'manual_triage'",
     "callback": "status = 'awaiting_callback'",
     "review": "status = 'resolution_review'",  # 办结审核
+    "returns": "status = 'return_review'",  # 退单审核 / 转办审核
     "extension": "EXISTS (SELECT 1 FROM jsonb_array_elements(dispatches) d WHERE d->>'extension_due' IS NOT NULL"
                  " AND d->>'status' IN ('dispatched', 'accepted'))",  # 延期申请 to decide
     "overdue": "EXISTS (SELECT 1 FROM clocks k WHERE k.case_id = cases.case_id AND NOT k.stopped"

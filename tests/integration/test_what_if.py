@@ -42,7 +42,7 @@ RECORDING = [
 
 def candidate_catalogue(tmp_path: Path) -> Path:
     text = CATALOGUE.read_text(encoding="utf-8")
-    text = text.replace('version = "2026.12-catalogue.1"', 'version = "2026.12-whatif"', 1)
+    text = text.replace('version = "2026.12-catalogue.2"', 'version = "2026.12-whatif"', 1)
     theft = text.index('code = "property_crime"')
     level = text.index('level = "town"', theft)
     text = text[:level] + 'level = "county"' + text[level + len('level = "town"'):]
@@ -93,7 +93,7 @@ def test_what_if_command_writes_deterministic_reports(tmp_path):
     assert [r["case_number"][-1] for r in rows] == ["2", "3", "4"]
     assert rows[2]["risk_colour_before"] == "yellow" and rows[2]["risk_colour_after"] == "red"
     page = reports[0][1].decode()
-    assert "2026.12-catalogue.1+triage-" in page and "→ 2026.12-whatif+triage-" in page
+    assert "2026.12-catalogue.2+triage-" in page and "→ 2026.12-whatif+triage-" in page
 
     # the live model against itself as the candidate: nothing changes
     same = run("--model", str(triage.REFERENCE / f"{triage.load_active().version}.json"), "--from-file", str(recording))
