@@ -15,7 +15,7 @@ import pytest
 from services.intake import domain, handlers
 from services.intake.entry import MIGRATIONS
 from shared.cloudevents import CloudEvent, derive_id, utcnow
-from shared.contracts import CaseRouted, ManualTriageRequired
+from shared.contracts import CaseRouted, DispatchAccepted, DispatchResolved, ManualTriageRequired
 from shared.contracts.submissions import CaseSubmission
 from shared.db import create_pool, migrate
 from shared.divisions import load_divisions
@@ -95,17 +95,28 @@ async def test_concurrent_writers_in_one_county_wait_for_each_other_and_never_sh
     assert (first.case_number, second.case_number) == (f"{prefix}-00001", f"{prefix}-00002")
 
 
-def _status_event(event_type: str, case_id: uuid.UUID) -> Inbound:
+def _status_event(event_type: str, case_id: uuid.UUID, **data) -> Inbound:
     ev = CloudEvent(id=str(uuid.uuid4()), source="/onewindow/router", type=event_type, subject=str(case_id),
-                    time=utcnow(), data={})
+                    time=utcnow(), data=data)
     return Inbound(SimpleNamespace(topic="router.decisions", partition=0, offset=0), ev, None)
 
 
-async def test_the_status_a_submitter_sees_only_moves_forward(pool):
+async def test_the_status_a_submitter_sees_follows_the_shared_rule_across_batches(pool):
     (case,) = await _accept(pool, _pending(NOISE))
-    for batch in ([CaseRouted.EVENT_TYPE, ManualTriageRequired.EVENT_TYPE], [ManualTriageRequired.EVENT_TYPE]):
+    lead, old = str(uuid.uuid4()), str(uuid.uuid4())
+    routed = {"assignments": [{"dispatch_id": lead, "unit_id": "mediation-339901001", "role": "lead"}]}
+    batches = [
+        ([_status_event(CaseRouted.EVENT_TYPE, case.case_id, **routed),
+          _status_event(DispatchAccepted.EVENT_TYPE, case.case_id, dispatch_id=lead)], "accepted"),
+        # feedback of a dispatch the case is no longer with is history, not status
+        ([_status_event(DispatchAccepted.EVENT_TYPE, case.case_id, dispatch_id=old),
+          _status_event(DispatchResolved.EVENT_TYPE, case.case_id, dispatch_id=old)], "accepted"),
+        ([_status_event(ManualTriageRequired.EVENT_TYPE, case.case_id)], "manual_triage"),
+    ]
+    for batch, expected in batches:
         async with pool.acquire() as conn, conn.transaction():
-            assert await handlers.project_status(conn, [_status_event(t, case.case_id) for t in batch]) == []
-    async with pool.acquire() as conn:
-        status = await conn.fetchval("SELECT status FROM cases WHERE case_id = $1", case.case_id)
-    assert status == domain.CaseStatus.DISPATCHED
+            assert await handlers.project_status(conn, batch) == []
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT status, lead_dispatch_id FROM cases WHERE case_id = $1", case.case_id)
+        assert row["status"] == expected
+    assert row["lead_dispatch_id"] is None  # the manual queue holds it now
