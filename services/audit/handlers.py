@@ -10,12 +10,13 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import asyncpg
 
-from services.audit import domain, storage
+from services.audit import domain, reports, storage
+from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound
 from shared.messaging.outbox import Outgoing
 from shared.telemetry import trace_id_of
@@ -236,3 +237,48 @@ async def backfill_summaries(conn: asyncpg.Connection, batch: int = 5000) -> int
             last = rows[-1]["id"]
         await storage.save_summaries(conn, summaries.values())
         return len(summaries)
+
+
+# ---------------------------------------------------------------- 研判 and reports
+
+
+def _division_name(code: str) -> str:
+    division = load_divisions().get(code)
+    return division.name if division else code
+
+
+async def make_digest(db: storage.Db, county: str, day: date, scheme: reports.Indicators) -> dict:
+    """A county's 日研判 of a Beijing day, from what the trace holds for it."""
+    since = reports.period_of("daily", day.isoformat()).since
+    facts = await storage.digest_facts(db, county, since, since + timedelta(days=1),
+                                       since - timedelta(days=scheme.digest.baseline_days))
+    return reports.digest(county, _division_name(county), day, facts, scheme.digest)
+
+
+async def make_report(db: storage.Db, period: reports.Period, division: str,
+                      scheme: reports.Indicators) -> reports.Report:
+    """A monthly or quarterly report of a division: the metrics query per unit, town and grid for the
+    period, within the division (the same rows `GET /v1/metrics` answers), assessed."""
+    levels = {}
+    for level in reports.LEVELS:
+        rows = await storage.metrics(db, level, period.bucket, period.since, period.until, [division])
+        levels[level] = domain.figures([dict(r) for r in rows])
+    return reports.report(division, _division_name(division), period, levels, scheme)
+
+
+async def daily_digests(pool: asyncpg.Pool, now: datetime, scheme: reports.Indicators) -> int:
+    """The scheduled 日研判: each county's digest of the last whole Beijing day, made once (the table's
+    key decides between restarts and several audit processes). Returns how many this call stored."""
+    day = reports.previous_day(now)
+    counties = await storage.counties_with_cases(pool)
+    done = await storage.digested_days(pool, counties, day)
+    stored = 0
+    for county in counties:
+        if county in done:
+            continue
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            content = await make_digest(conn, county, day, scheme)
+            stored += await storage.save_digest(conn, county, day, scheme.version, content)
+    if stored:
+        log.info("daily digests stored", extra={"day": day.isoformat(), "counties": stored})
+    return stored
