@@ -276,7 +276,9 @@ async def daily_digests(pool: asyncpg.Pool, now: datetime, scheme: reports.Indic
     for county in counties:
         if county in done:
             continue
-        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        # read committed: a concurrent process's INSERT of the same key makes ours do nothing (a
+        # repeatable-read transaction would fail on it instead)
+        async with pool.acquire() as conn, conn.transaction():
             content = await make_digest(conn, county, day, scheme)
             stored += await storage.save_digest(conn, county, day, scheme.version, content)
     if stored:
