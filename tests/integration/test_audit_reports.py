@@ -7,8 +7,10 @@ quarter) boundary of Beijing time; the PDF's pages render as images that are not
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -28,8 +30,12 @@ SCHEME = reports.load_indicators()
 
 
 @pytest.fixture
-async def pool(database_url: str):
-    schema = f"ar_{secrets.token_hex(3)}"
+def schema() -> str:
+    return f"ar_{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+async def pool(database_url: str, schema: str):
     await migrate(database_url, schema, MIGRATIONS)
     pool = await create_pool(database_url, schema)
     yield pool
@@ -269,3 +275,39 @@ async def test_the_reports_pdf_pages_render_and_are_not_blank(pool, tmp_path: Pa
             grey = im.convert("L")
             dark = sum(grey.histogram()[:128])  # pixels of ink (text, rules)
             assert dark > 0.005 * grey.width * grey.height, f"{page.name} is blank"
+
+
+# --- the CLI writes the same files ---------------------------------------------------------------------
+
+
+def onewindow_report(database_url: str, schema: str, out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.cli", "report", *args, "--out", str(out),
+                           "--schema", schema], env={**os.environ, "DATABASE_URL": database_url},
+                          capture_output=True, text=True, timeout=300)
+
+
+async def test_onewindow_report_writes_the_pages_the_api_serves(pool, schema: str, database_url: str,
+                                                                 tmp_path: Path):
+    await seed_quarter(pool)
+    await seed_day(pool)
+    await handlers.daily_digests(pool, bj(DAY + timedelta(days=1), 1), SCHEME)
+
+    done = await asyncio.to_thread(onewindow_report, database_url, schema, tmp_path, "quarterly",
+                                   "--division", COUNTY, "--period", "2026-q2")
+    assert done.returncode == 0, done.stderr
+    period = reports.period_of("quarterly", "2026-Q2")
+    expected = reports.report_html(await handlers.make_report(pool, period, COUNTY, SCHEME))
+    assert (tmp_path / f"quarterly-{COUNTY}-2026-Q2.html").read_text(encoding="utf-8") == expected
+    assert (tmp_path / f"quarterly-{COUNTY}-2026-Q2.pdf").read_bytes().startswith(b"%PDF")
+
+    done = await asyncio.to_thread(onewindow_report, database_url, schema, tmp_path, "daily",
+                                   "--division", COUNTY, "--period", DAY.isoformat())
+    assert done.returncode == 0, done.stderr
+    stored = await storage.stored_digest(pool, COUNTY, DAY)
+    assert (tmp_path / f"daily-{COUNTY}-{DAY}.html").read_text(encoding="utf-8") == reports.digest_html(stored)
+
+    # a bad argument is one clear line and exit 2, nothing written
+    done = await asyncio.to_thread(onewindow_report, database_url, schema, tmp_path / "bad", "daily",
+                                   "--division", "339901001", "--period", DAY.isoformat())
+    assert done.returncode == 2 and "county code" in done.stderr
+    assert not (tmp_path / "bad").exists()
