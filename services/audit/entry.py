@@ -39,8 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     scheme = reports.load_indicators()  # refuses to start on weights that do not add up to 100
 
-    async def digests(rt: ServiceRuntime) -> None:
-        await handlers.daily_digests(rt.pool, datetime.now(UTC), scheme)
+    async def digests(rt: ServiceRuntime) -> int:
+        return await handlers.daily_digests(rt.pool, datetime.now(UTC), scheme)  # > 0 wakes the relay
 
     async def stop_verifications(rt: ServiceRuntime) -> None:
         await verifications.cancel()

@@ -18,7 +18,10 @@ import asyncpg
 from services.audit import domain, reports, storage
 from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound
-from shared.messaging.outbox import Outgoing
+from shared import topics
+from shared.cloudevents import derive_id
+from shared.contracts.events import DigestPublished
+from shared.messaging.outbox import Emitter, Outgoing, add_to_outbox
 from shared.telemetry import trace_id_of
 
 log = logging.getLogger(__name__)
@@ -266,6 +269,24 @@ async def make_report(db: storage.Db, period: reports.Period, division: str,
     return reports.report(division, _division_name(division), period, levels, scheme)
 
 
+def digest_published(content: dict, scheme: reports.Indicators) -> Emitter:
+    """The event that a county's digest was made (its id derived from county and day: a replay or a
+    second process yields the same id)."""
+    county, day = content["county"], content["day"]
+    digest_id = derive_id("daily-digest", county, day)
+    emitter = Emitter(topics.service_source("audit"))
+    emitter.emit(topics.DIGESTS, DigestPublished(
+        digest_id=digest_id, division_code=county, day=day, indicators=scheme.version, received=content["received"],
+        new_risk_ids=[r["risk_id"] for r in content["new_risks"]],
+        rising_risk_ids=[r["risk_id"] for r in content["rising_risks"]],
+        categories_up=[t["key"] for t in content["categories_up"]],
+        places_up=[t["key"] for t in content["places_up"]],
+        overdue=len(content["overdue"]), escalated=len(content["escalated"]),
+        repeat_reports=len(content["repeat_reports"]),
+        page=f"/v1/reports/daily?division={county}&day={day}"), event_id=digest_id, traceparent=None)
+    return emitter
+
+
 async def daily_digests(pool: asyncpg.Pool, now: datetime, scheme: reports.Indicators) -> int:
     """The scheduled 日研判: each county's digest of the last whole Beijing day, made once (the table's
     key decides between restarts and several audit processes). Returns how many this call stored."""
@@ -280,7 +301,10 @@ async def daily_digests(pool: asyncpg.Pool, now: datetime, scheme: reports.Indic
         # repeatable-read transaction would fail on it instead)
         async with pool.acquire() as conn, conn.transaction():
             content = await make_digest(conn, county, day, scheme)
-            stored += await storage.save_digest(conn, county, day, scheme.version, content)
+            if await storage.save_digest(conn, county, day, scheme.version, content):
+                # the event with the row (outbox): published once the digest is durable, never without it
+                await add_to_outbox(conn, digest_published(content, scheme).out)
+                stored += 1
     if stored:
         log.info("daily digests stored", extra={"day": day.isoformat(), "counties": stored})
     return stored

@@ -7,6 +7,7 @@ quarter) boundary of Beijing time; the PDF's pages render as images that are not
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -168,7 +169,7 @@ async def test_a_digest_of_a_seeded_day_lists_exactly_its_risks_and_trends(pool)
 
 
 async def test_the_daily_job_stores_each_countys_digest_once_across_processes(pool):
-    await seed_day(pool)
+    ids = await seed_day(pool)
     now = bj(DAY + timedelta(days=1), 0, 5)  # five minutes into the next Beijing day
     # three audit processes at once, then a restart
     runs = await asyncio.gather(*(handlers.daily_digests(pool, now, SCHEME) for _ in range(3)))
@@ -178,6 +179,17 @@ async def test_the_daily_job_stores_each_countys_digest_once_across_processes(po
     assert [(r["county"], r["day"], r["indicators"]) for r in rows] == \
         [(COUNTY, DAY, SCHEME.version), (OTHER_COUNTY, DAY, SCHEME.version)]
     assert await storage.stored_digest(pool, COUNTY, DAY) == await handlers.make_digest(pool, COUNTY, DAY, SCHEME)
+    # each stored digest's event is in the outbox with it, once, keyed by the digest's id
+    rows = await pool.fetch("SELECT topic, key, value FROM outbox ORDER BY seq")
+    assert [r["topic"] for r in rows] == ["audit.digests", "audit.digests"]
+    events = {json.loads(r["value"])["division_code"]: (r["key"], json.loads(r["value"])) for r in rows}
+    key, event = events[COUNTY]
+    assert key.decode() == event["digest_id"] == handlers.derive_id("daily-digest", COUNTY, DAY.isoformat())
+    assert event["day"] == DAY.isoformat() and event["received"] == 7
+    assert event["new_risk_ids"] == [ids["new1"], ids["new_rising"], ids["new2"]]
+    assert event["rising_risk_ids"] == [ids["rising"]] and event["categories_up"] == ["noise"]
+    assert (event["overdue"], event["escalated"], event["repeat_reports"]) == (1, 1, 1)
+    assert event["page"] == f"/v1/reports/daily?division={COUNTY}&day={DAY}"
 
 
 # --- quarterly ranking = the metrics API, across Beijing boundaries -------------------------------------
