@@ -278,20 +278,22 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
         return HTMLResponse(reports.digest_html(content))
 
     @router.get("/reports/{kind}", summary="每月报进度、季度出排名: rankings of units, towns and grids with the"
-                " 百分制 score and 落后预警 (HTML or PDF)",
-                responses={200: {"content": {"text/html": {}, "application/pdf": {}}}})
+                " 百分制 score and 落后预警 (HTML, PDF or JSON)",
+                responses={200: {"content": {"text/html": {}, "application/pdf": {}, "application/json": {}}}})
     async def period_report(request: Request, kind: Literal["monthly", "quarterly"],
                             grant: TokenGrant = Depends(readers),
                             division: str = Query(..., pattern=r"^\d{6}(\d{3})?$", description="county or town"),
                             period: str = Query(..., max_length=10, description="YYYY-MM or YYYY-Qn"),
-                            format: Literal["html", "pdf"] = "html") -> Response:
+                            format: Literal["html", "pdf", "json"] = "html") -> Response:
         visible_division(grant, division)
         try:
             span = reports.period_of(kind, period)
         except ValueError as e:
             raise Problem(422, "Invalid period", str(e)) from None
-        page = reports.report_html(await handlers.make_report(request.app.state.runtime.pool, span, division,
-                                                              scheme))
+        made = await handlers.make_report(request.app.state.runtime.pool, span, division, scheme)
+        if format == "json":
+            return JSONResponse(reports.report_json(made))
+        page = reports.report_html(made)
         if format == "html":
             return HTMLResponse(page)
         body = await asyncio.to_thread(reports.pdf, page)  # layout takes a while: off the event loop

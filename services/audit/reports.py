@@ -186,6 +186,16 @@ class Report:
         return [(level, r) for level, rows in self.levels.items() for r in rows if r["lagging"]]
 
 
+def report_json(r: Report) -> dict[str, Any]:
+    """A report as data: per level its rows in ranking order (rank as `GET /v1/metrics` ranks them,
+    score, 落后预警) and the period in Beijing time."""
+    return {"division": r.division, "division_name": r.division_name, "kind": r.period.kind,
+            "period": r.period.label, "since": r.period.since.isoformat(), "until": r.period.until.isoformat(),
+            "indicators": r.scheme.version, "lagging_below": r.scheme.assessment.lagging_below,
+            "levels": r.levels, "lagging": [{"level": level, "key": row["key"], "score": row["score"]}
+                                            for level, row in r.lagging()]}
+
+
 def report(division: str, division_name: str, period: Period, figures_by_level: dict[str, list[dict]],
            scheme: Indicators) -> Report:
     """A report from the metrics figures of each level (`domain.figures` of the metrics query)."""
