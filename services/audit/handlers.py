@@ -255,7 +255,15 @@ async def make_digest(db: storage.Db, county: str, day: date, scheme: reports.In
     since = reports.period_of("daily", day.isoformat()).since
     facts = await storage.digest_facts(db, county, since, since + timedelta(days=1),
                                        since - timedelta(days=scheme.digest.baseline_days))
-    return reports.digest(county, _division_name(county), day, facts, scheme.digest)
+    content = reports.digest(county, _division_name(county), day, facts, scheme.digest)
+    codes = {r["division_code"] for r in content["new_risks"] + content["rising_risks"]}
+    codes |= {t["key"] for t in content["places_up"]}
+    return {**content, "names": _names(codes)}
+
+
+def _names(codes) -> dict[str, str]:
+    directory = load_divisions()
+    return {c: d.name for c in codes if isinstance(c, str) and (d := directory.get(c))}
 
 
 async def make_report(db: storage.Db, period: reports.Period, division: str,
@@ -266,7 +274,8 @@ async def make_report(db: storage.Db, period: reports.Period, division: str,
     for level in reports.LEVELS:
         rows = await storage.metrics(db, level, period.bucket, period.since, period.until, [division])
         levels[level] = domain.figures([dict(r) for r in rows])
-    return reports.report(division, _division_name(division), period, levels, scheme)
+    towns = {x["key"] for x in levels["town"]}
+    return reports.report(division, _division_name(division), period, levels, scheme, _names(towns))
 
 
 def digest_published(content: dict, scheme: reports.Indicators) -> Emitter:

@@ -180,6 +180,7 @@ class Report:
     period: Period
     scheme: Indicators
     levels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # division codes' names, for the page
 
     def lagging(self) -> list[tuple[str, dict[str, Any]]]:
         """Every (level, row) under the 落后预警 threshold."""
@@ -197,10 +198,10 @@ def report_json(r: Report) -> dict[str, Any]:
 
 
 def report(division: str, division_name: str, period: Period, figures_by_level: dict[str, list[dict]],
-           scheme: Indicators) -> Report:
+           scheme: Indicators, names: dict[str, str] | None = None) -> Report:
     """A report from the metrics figures of each level (`domain.figures` of the metrics query)."""
     return Report(division, division_name, period, scheme,
-                  {level: assess(figs, scheme) for level, figs in figures_by_level.items()})
+                  {level: assess(figs, scheme) for level, figs in figures_by_level.items()}, names or {})
 
 
 # --- 日研判: the daily digest of a county ------------------------------------------------------------
@@ -219,11 +220,13 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("-inf")
 
 
-def risk_line(e: dict[str, Any]) -> dict[str, Any]:
-    """A risk event as the digest lists it (the contract's title carries no personal data; masked anyway)."""
+def risk_line(e: dict[str, Any], titles: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """A risk event as the digest lists it, titled by its own or its identification's title (the
+    contract's title carries no personal data; masked anyway)."""
     d = e["data"]
+    title = d.get("title") or (titles or {}).get(str(d.get("risk_id")))
     return {"risk_id": str(d.get("risk_id")), "division_code": d.get("division_code"),
-            "title": domain.mask_text(str(d.get("title") or "")) or None, "matter": d.get("matter"),
+            "title": domain.mask_text(str(title or "")) or None, "matter": d.get("matter"),
             "score": d.get("score"), "previous_score": d.get("previous_score"), "colour": d.get("colour"),
             "status": d.get("status"), "at": e["at"].isoformat()}
 
@@ -258,7 +261,8 @@ def digest(county: str, county_name: str, day: date, facts: dict[str, list], rul
     risks = facts["risks"]
     new = [risk_line(e) for e in sorted(risks, key=lambda e: e["at"]) if e["type"] == RISK_IDENTIFIED]
     new_ids = {r["risk_id"] for r in new}
-    rising = [risk_line(e) for e in _rising(risks) if str(e["data"].get("risk_id")) not in new_ids]
+    rising = [risk_line(e, facts.get("titles")) for e in _rising(risks)
+              if str(e["data"].get("risk_id")) not in new_ids]
     repeats = [{"case_number": r["case_number"], "today": r["today"], "window": r["window"]}
                for r in facts["repeats"] if r["today"] > 0 and r["window"] >= rules.repeat_reports_min]
     return {
@@ -289,6 +293,11 @@ td.n { text-align: right; } tr.lagging td { background: #fde2e1; }
 """
 
 
+COLOURS = {"red": "红", "orange": "橙", "yellow": "黄", "blue": "蓝", "green": "绿"}
+STATUSES = {"identified": "已识别", "assessed": "已评估", "guarded": "已包保", "resolving": "化解中",
+            "closed": "已化解", "escalated": "已升级"}
+
+
 def _e(v: Any) -> str:
     return html.escape("" if v is None else str(v))
 
@@ -311,22 +320,29 @@ def _table(headers: list[str], rows: list[list[str]], empty: str, classes: list[
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _place(code: str | None, names: dict[str, str]) -> str | None:
+    return f"{names[code]}（{code}）" if code in names else code
+
+
 def _td(v: Any, numeric: bool = False) -> str:
     return f'<td class="n">{_e(v)}</td>' if numeric else f"<td>{_e(v)}</td>"
 
 
 def digest_html(d: dict[str, Any]) -> str:
     """The daily digest as a page (every value escaped)."""
+    names = d.get("names") or {}
+
     def risks(rows: list[dict], rising: bool) -> str:
         headers = ["风险", "地区", "事项", "评分", "颜色", "状态"] + (["原评分"] if rising else [])
-        return _table(headers, [[_td(r["title"] or r["risk_id"]), _td(r["division_code"]), _td(r["matter"]),
-                                 _td(r["score"], True), f'<td class="c-{_e(r["colour"])}">{_e(r["colour"])}</td>',
-                                 _td(r["status"])] + ([_td(r["previous_score"], True)] if rising else [])
+        return _table(headers, [[_td(r["title"] or r["risk_id"]), _td(_place(r["division_code"], names)), _td(r["matter"]),
+                                 _td(r["score"], True), f'<td class="c-{_e(r["colour"])}">{_e(COLOURS.get(r["colour"], r["colour"]))}</td>',
+                                 _td(STATUSES.get(r["status"], r["status"]))] + ([_td(r["previous_score"], True)] if rising else [])
                                 for r in rows], "无")
 
     def up(rows: list[dict], what: str) -> str:
         return _table([what, "当日", f"前{d['baseline_days']}日日均"],
-                      [[_td(t["key"]), _td(t["count"], True), _td(t["baseline"], True)] for t in rows], "无")
+                      [[_td(_place(t["key"], names) if what == "镇街" else t["key"]), _td(t["count"], True),
+                        _td(t["baseline"], True)] for t in rows], "无")
 
     body = (
         f"<h1>日研判 · {_e(d['county_name'])}（{_e(d['county'])}）</h1>"
@@ -360,12 +376,12 @@ def report_html(r: Report) -> str:
             f" · 低于 {r.scheme.assessment.lagging_below:g} 分落后预警 · 指标版本 {_e(r.scheme.version)}</p>")
     lagging = r.lagging()
     body += "<h2>落后预警</h2>" + _table(
-        ["层级", "名称", "得分"], [[_td(LEVELS.get(level, level)), _td(row["key"]), _td(row["score"], True)]
+        ["层级", "名称", "得分"], [[_td(LEVELS.get(level, level)), _td(_place(row["key"], r.names)), _td(row["score"], True)]
                                for level, row in lagging], "无")
     for level, rows in r.levels.items():
         body += f"<h2>{_e(LEVELS.get(level, level))}排名</h2>" + _table(
             ["名次", LEVELS.get(level, level), "派单", "按时签收率", "及时处置率", "满意率", "调解成功率", "退单", "升级", "得分"],
-            [[_td(x["rank"] if x["rank"] is not None else "—", True), _td(x["key"] or "（未标注）"),
+            [[_td(x["rank"] if x["rank"] is not None else "—", True), _td(_place(x["key"], r.names) or "（未标注）"),
               _td(x["dispatches"], True), _td(_pct(x["acknowledged_on_time_rate"]), True),
               _td(_pct(x["handled_on_time_rate"]), True), _td(_pct(x["satisfaction_rate"]), True),
               _td(_pct(x["mediation_success_rate"]), True), _td(x["returns"], True), _td(x["escalations"], True),

@@ -384,8 +384,14 @@ async def digest_facts(db: Db, county: str, since: datetime, until: datetime,
         " FROM events e JOIN case_summaries s USING (case_id)"
         f" WHERE e.type = 'org.onewindow.case.duplicate_reported.v1' AND {_AT} >= $4 AND {_AT} < $3"
         " AND s.division LIKE $1 GROUP BY 1", like, since, until, baseline_since)
+    # a change names no title: the risk's own, from when it was identified (its trace is keyed by risk id)
+    titles = await db.fetch(
+        "SELECT DISTINCT ON (case_id) case_id, data->>'title' AS title FROM events"
+        " WHERE case_id = ANY($1::text[]) AND type = 'org.onewindow.risk.identified.v1' ORDER BY case_id, id",
+        sorted({str(json.loads(r["data"]).get("risk_id")) for r in risks}))
     return {
         "risks": [{"type": r["type"], "data": json.loads(r["data"]), "at": r["at"]} for r in risks],
+        "titles": {r["case_id"]: r["title"] for r in titles},
         "categories": [(r["day"], r["category"], r["n"]) for r in received],
         "places": [(r["day"], r["town"], r["n"]) for r in received],
         "overdue": [dict(r) for r in overdue],

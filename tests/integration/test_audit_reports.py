@@ -154,8 +154,8 @@ async def test_a_digest_of_a_seeded_day_lists_exactly_its_risks_and_trends(pool)
 
     assert [r["risk_id"] for r in d["new_risks"]] == [ids["new1"], ids["new_rising"], ids["new2"]]
     assert [r["title"] for r in d["new_risks"]] == ["集市摊位纠纷聚集", "拆迁补偿", "工资拖欠"]
-    assert [(r["risk_id"], r["score"], r["previous_score"], r["colour"]) for r in d["rising_risks"]] == \
-        [(ids["rising"], 62.0, 45.0, "orange")]
+    assert [(r["risk_id"], r["title"], r["score"], r["previous_score"], r["colour"]) for r in d["rising_risks"]] == \
+        [(ids["rising"], "邻里噪音", 62.0, 45.0, "orange")]
     assert d["categories_up"] == [{"key": "noise", "count": 4, "baseline": 1.0}]
     assert d["places_up"] == [{"key": TOWN_A, "count": 4, "baseline": 1.0}]
     assert [(c["case_number"], c["unit_id"], c["clock"]) for c in d["overdue"]] == [("D0", "u-town-a", "resolve")]

@@ -102,13 +102,13 @@ def test_the_digest_lists_new_risks_and_the_latest_rise_of_others():
         _risk("changed", "r2", 4, score=55, previous_score=40, colour="orange"),
         _risk("changed", "r3", 5, score=10, previous_score=40, colour="green"),
         _risk("changed", "r4", 6, score=None, previous_score=40, colour="green"),
-    ], "categories": [], "places": [], "overdue": [], "escalated": [],
+    ], "titles": {"r2": "噪音"}, "categories": [], "places": [], "overdue": [], "escalated": [],
         "repeats": [{"case_number": "A", "today": 1, "window": 2}, {"case_number": "B", "today": 0, "window": 5},
                     {"case_number": "C", "today": 1, "window": 1}]}
     d = reports.digest("339901", "某县", date(2026, 4, 1), facts, SCHEME.digest)
     assert [r["risk_id"] for r in d["new_risks"]] == ["r1"]
     assert "13812345678" not in d["new_risks"][0]["title"] and "张三" not in d["new_risks"][0]["title"]
-    assert [(r["risk_id"], r["score"]) for r in d["rising_risks"]] == [("r2", 55)]
+    assert [(r["risk_id"], r["title"], r["score"]) for r in d["rising_risks"]] == [("r2", "噪音", 55)]
     assert d["repeat_reports"] == [{"case_number": "A", "today": 1, "window": 2}]
 
 
