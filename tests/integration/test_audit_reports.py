@@ -323,3 +323,24 @@ async def test_onewindow_report_writes_the_pages_the_api_serves(pool, schema: st
                                    "--division", "339901001", "--period", DAY.isoformat())
     assert done.returncode == 2 and "county code" in done.stderr
     assert not (tmp_path / "bad").exists()
+
+
+async def test_audit_login_stores_digests_and_their_events_but_cannot_change_them(new_database):
+    """As audit's own least-privileged login (as the service runs): the job inserts the digest and its
+    outbox row; the digest cannot be rewritten or deleted."""
+    import asyncpg
+
+    from shared.db import login_url, service_role
+
+    db = await asyncio.to_thread(new_database)
+    await migrate(db, "audit", MIGRATIONS, role=service_role("audit"))
+    pool = await create_pool(login_url(db, service_role("audit")), "audit")
+    try:
+        await seed_day(pool)
+        assert await handlers.daily_digests(pool, bj(DAY + timedelta(days=1), 0, 5), SCHEME) == 2
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'audit.digests'") == 2
+        for sql in ("UPDATE digests SET content = '{}'::jsonb", "DELETE FROM digests", "TRUNCATE digests"):
+            with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+                await pool.execute(sql)
+    finally:
+        await pool.close()
