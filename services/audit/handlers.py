@@ -296,11 +296,21 @@ def digest_published(content: dict, scheme: reports.Indicators) -> Emitter:
     return emitter
 
 
-async def daily_digests(pool: asyncpg.Pool, now: datetime, scheme: reports.Indicators) -> int:
-    """The scheduled 日研判: each county's digest of the last whole Beijing day, made once (the table's
-    key decides between restarts and several audit processes). Returns how many this call stored."""
-    day = reports.previous_day(now)
+async def daily_digests(pool: asyncpg.Pool, now: datetime, scheme: reports.Indicators,
+                        catch_up_days: int = 3) -> int:
+    """The scheduled 日研判: each county's digest of the last whole Beijing day, and of the days before
+    it (up to `catch_up_days` in all) that no process digested while audit was down; each made once
+    (the table's key decides between restarts and several audit processes). Returns how many this
+    call stored."""
+    last = reports.previous_day(now)
     counties = await storage.counties_with_cases(pool)
+    stored = 0
+    for day in sorted(last - timedelta(days=i) for i in range(catch_up_days)):
+        stored += await _digest_day(pool, counties, day, scheme)
+    return stored
+
+
+async def _digest_day(pool: asyncpg.Pool, counties: list[str], day: date, scheme: reports.Indicators) -> int:
     done = await storage.digested_days(pool, counties, day)
     stored = 0
     for county in counties:

@@ -172,8 +172,8 @@ async def test_the_daily_job_stores_each_countys_digest_once_across_processes(po
     ids = await seed_day(pool)
     now = bj(DAY + timedelta(days=1), 0, 5)  # five minutes into the next Beijing day
     # three audit processes at once, then a restart
-    runs = await asyncio.gather(*(handlers.daily_digests(pool, now, SCHEME) for _ in range(3)))
-    again = await handlers.daily_digests(pool, now, SCHEME)
+    runs = await asyncio.gather(*(handlers.daily_digests(pool, now, SCHEME, catch_up_days=1) for _ in range(3)))
+    again = await handlers.daily_digests(pool, now, SCHEME, catch_up_days=1)
     assert sum(runs) == 2 and again == 0  # the county and the other county, once each
     rows = await pool.fetch("SELECT county, day, indicators FROM digests ORDER BY county")
     assert [(r["county"], r["day"], r["indicators"]) for r in rows] == \
@@ -190,6 +190,16 @@ async def test_the_daily_job_stores_each_countys_digest_once_across_processes(po
     assert event["rising_risk_ids"] == [ids["rising"]] and event["categories_up"] == ["noise"]
     assert (event["overdue"], event["escalated"], event["repeat_reports"]) == (1, 1, 1)
     assert event["page"] == f"/v1/reports/daily?division={COUNTY}&day={DAY}"
+
+
+async def test_the_daily_job_catches_up_days_missed_while_audit_was_down(pool):
+    await seed_day(pool)
+    await handlers.daily_digests(pool, bj(DAY, 0, 5), SCHEME, catch_up_days=1)  # the day before DAY
+    # down for two days: at 00:05 on DAY + 3 the job digests DAY, DAY + 1 and DAY + 2, not DAY - 1 again
+    assert await handlers.daily_digests(pool, bj(DAY + timedelta(days=3), 0, 5), SCHEME) == 6
+    rows = await pool.fetch("SELECT day, count(*) AS n FROM digests GROUP BY 1 ORDER BY 1")
+    assert [(r["day"], r["n"]) for r in rows] == [(DAY + timedelta(days=i), 2) for i in range(-1, 3)]
+    assert len((await storage.stored_digest(pool, COUNTY, DAY))["new_risks"]) == 3
 
 
 # --- quarterly ranking = the metrics API, across Beijing boundaries -------------------------------------
@@ -337,7 +347,7 @@ async def test_audit_login_stores_digests_and_their_events_but_cannot_change_the
     pool = await create_pool(login_url(db, service_role("audit")), "audit")
     try:
         await seed_day(pool)
-        assert await handlers.daily_digests(pool, bj(DAY + timedelta(days=1), 0, 5), SCHEME) == 2
+        assert await handlers.daily_digests(pool, bj(DAY + timedelta(days=1), 0, 5), SCHEME, catch_up_days=1) == 2
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'audit.digests'") == 2
         for sql in ("UPDATE digests SET content = '{}'::jsonb", "DELETE FROM digests", "TRUNCATE digests"):
             with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
