@@ -354,3 +354,35 @@ async def test_audit_login_stores_digests_and_their_events_but_cannot_change_the
                 await pool.execute(sql)
     finally:
         await pool.close()
+
+
+def test_the_printer_fetches_nothing_a_page_names():
+    """Defence in depth behind the escaping: a page that did name a URL or a file gets neither."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        body = reports.pdf(f'<html><head><link rel="stylesheet" href="{url}/style.css"></head><body>'
+                           f'<img src="{url}/x.png"><img src="file:///etc/hostname">报告</body></html>')
+        assert body.startswith(b"%PDF")
+        # the same page through an ordinary fetcher does reach the server: the check can fail
+        from weasyprint import HTML
+
+        HTML(string=f'<img src="{url}/control.png">').write_pdf()
+    finally:
+        server.shutdown()
+    assert asked == ["/control.png"]
