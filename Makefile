@@ -26,7 +26,16 @@ $(E2E_TOOLS): $(BIN)/.installed
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $@
 
-install: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed $(E2E_TOOLS)
+# Reports as PDF (WeasyPrint): pango to lay out, Noto CJK to set Chinese; pdftoppm (poppler) lets the
+# tests look at the rendered pages.
+REPORT_TOOLS := $(VENV)/.report-tools
+$(REPORT_TOOLS): $(BIN)/.installed
+	dpkg -s libpango-1.0-0 libpangoft2-1.0-0 >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0)
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq fonts-noto-cjk)
+	command -v pdftoppm >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils)
+	touch $@
+
+install: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed $(E2E_TOOLS) $(REPORT_TOOLS)
 
 dev: $(BIN)/.installed  ## start broker, PostgreSQL, the four services and the simulator
 	$(BIN)/onewindow dev
@@ -40,7 +49,7 @@ test: install lint  ## unit, integration and end-to-end tests on a real broker a
 unit: $(BIN)/.installed  ## pure logic only: no broker, no database (seconds)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed  ## handlers and stores on a real PostgreSQL (and broker), contracts
+integration: $(BIN)/.installed $(ASYNCAPI)/node_modules/.installed $(REPORT_TOOLS)  ## handlers and stores on a real PostgreSQL (and broker), contracts
 	$(BIN)/python -m pytest -q tests/integration tests/contract
 
 e2e: $(BIN)/.installed $(E2E_TOOLS)  ## the services as processes on a real broker and PostgreSQL

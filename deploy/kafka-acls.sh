@@ -95,6 +95,7 @@ allow audit Read feedback.court
 allow audit Read feedback.petition
 allow audit Read feedback.mediation
 allow audit Read deadletter
+allow audit Write audit.digests
 
 user simulator
 group simulator department-simulator

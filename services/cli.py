@@ -277,6 +277,63 @@ def dev(
         typer.echo("stopped.")
 
 
+class ReportKind(StrEnum):
+    daily = "daily"
+    monthly = "monthly"
+    quarterly = "quarterly"
+
+
+@app.command()
+def report(
+    kind: Annotated[ReportKind, typer.Argument(help="daily (日研判 of a county), monthly or quarterly (rankings)")],
+    division: Annotated[str, typer.Option(help="county code (6 digits); a town (9) for monthly/quarterly")],
+    period: Annotated[str, typer.Option(help="Beijing time: YYYY-MM-DD, YYYY-MM or YYYY-Qn")],
+    out: Annotated[Path, typer.Option(help="directory to write the HTML and PDF to")] = Path("reports"),
+    schema: Annotated[str, typer.Option(help="audit's schema in DATABASE_URL's database")] = "audit",
+) -> None:
+    """Write a report as HTML and PDF from audit's database: the same pages audit's API serves
+    (GET /v1/reports/...), counting only what the trace holds for the period."""
+    import re
+
+    from services.audit import handlers as audit_handlers
+    from services.audit import reports
+    from shared.db import create_pool
+    from shared.settings import tool_settings
+
+    pattern = r"\d{6}" if kind is ReportKind.daily else r"\d{6}(\d{3})?"
+    if not re.fullmatch(pattern, division):
+        raise typer.BadParameter("a county code (6 digits)" + ("" if kind is ReportKind.daily else
+                                                               " or a town code (9 digits)"), param_hint="--division")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise typer.BadParameter("a PostgreSQL schema name", param_hint="--schema")
+    try:
+        span = reports.period_of(kind.value, period)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--period") from None
+    scheme = reports.load_indicators()
+
+    async def page() -> str:
+        pool = await create_pool(tool_settings().database_url, schema, min_size=1, max_size=2)
+        try:
+            if kind is ReportKind.daily:
+                from services.audit import storage
+
+                content = await storage.stored_digest(pool, division, span.first_day)
+                if content is None:
+                    content = await audit_handlers.make_digest(pool, division, span.first_day, scheme)
+                return reports.digest_html(content)
+            return reports.report_html(await audit_handlers.make_report(pool, span, division, scheme))
+        finally:
+            await pool.close()
+
+    html = asyncio.run(page())
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{kind.value}-{division}-{span.label}"
+    stem.with_suffix(".html").write_text(html, encoding="utf-8")
+    stem.with_suffix(".pdf").write_bytes(reports.pdf(html))
+    typer.echo(f"{stem}.html\n{stem}.pdf")
+
+
 def main() -> None:
     """Console entry point: a broker or database that cannot be reached is one line and exit 2."""
     import logging

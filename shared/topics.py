@@ -28,6 +28,7 @@ from shared.contracts.events import (
     CaseReceived,
     CaseReopened,
     CaseRouted,
+    DigestPublished,
     ConfirmationDecided,
     CourtReferral,
     DispatchAccepted,
@@ -55,6 +56,7 @@ MEDIATION_EVENTS = "mediation.events"  # mediation lifecycle: every transition
 COURT_REFERRALS = "court.referrals"  # court → mediation: referrals (诉前调解), confirmation answers
 COURT_MEDIATION = "court.mediation"  # mediation → court: outcomes, 司法确认 requests, litigation hand-offs
 DEAD_LETTER = "deadletter"  # poison records: original bytes + headers + the error
+DIGESTS = "audit.digests"  # audit: 日研判, each county's daily digest was made (subscribers fetch the page)
 
 
 def dispatch_topic(kind: UnitKind | str) -> str:
@@ -81,7 +83,7 @@ REJECTION_TOPICS = [rejection_topic(k) for k in UnitKind]
 FEEDBACK_TOPICS = [feedback_topic(k) for k in UnitKind]
 CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, COURT_REFERRALS, COURT_MEDIATION,
                *DISPATCH_TOPICS, *FEEDBACK_TOPICS]
-ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DEAD_LETTER]
+ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DIGESTS, DEAD_LETTER]
 
 
 # ---------------------------------------------------------------- the topology, as data
@@ -144,6 +146,7 @@ PUBLISHERS: dict[str, Publishers] = {
     **{feedback_topic(k): Publishers((department_source(k),), tuple(FEEDBACK_TYPES)) for k in UnitKind},
     **{rejection_topic(k): Publishers((service_source("router"),), (FeedbackRejected.EVENT_TYPE,))
        for k in UnitKind},
+    DIGESTS: Publishers((service_source("audit"),), (DigestPublished.EVENT_TYPE,)),
 }
 
 
@@ -206,7 +209,7 @@ SERVICES: dict[str, Party] = {p.name: p for p in (
         # the trace keeps everything that was sent, refused or not (全程留痕), even of unknown types
         Consumer("audit", tuple(CASE_TOPICS), validate_contracts=False, enforce_publishers=False),
         Consumer("audit-deadletters", (DEAD_LETTER,), decode_envelopes=False),
-    ), (), service_source("audit")),
+    ), (DIGESTS,), service_source("audit")),
 )}
 
 # Departments' systems outside OneWindow (mediation is OneWindow's own service). Each may read its
@@ -301,6 +304,7 @@ RETENTION_MS: dict[str, int] = {
     SUBMISSION_REJECTIONS: 30 * DAY_MS,
     **{t: 30 * DAY_MS for t in REJECTION_TOPICS},
     DEAD_LETTER: 90 * DAY_MS,
+    DIGESTS: 365 * DAY_MS,  # a year of 日研判, like the case topics
 }
 
 

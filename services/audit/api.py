@@ -14,7 +14,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
-from services.audit import domain, handlers, storage
+from services.audit import domain, handlers, reports, storage
 from shared.http import Problem, jurisdiction, may_act_in, require_roles
 from shared.identity import TokenGrant
 from shared.refusals import Overloaded
@@ -180,7 +180,7 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
     async def metrics(
         request: Request,
         grant: TokenGrant = Depends(readers),
-        by: Literal["unit", "town", "county"] = "unit",
+        by: Literal["unit", "town", "county", "grid"] = "unit",
         period: Literal["month", "quarter"] = "month",
         since: datetime | None = None,
         until: datetime | None = None,
@@ -250,5 +250,54 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
         if not result["records"]:
             raise Problem(404, "No trace for this case")
         return result
+
+    # --- 研判 and reports (HTML pages; reports also as PDF) ------------------------------------------
+    scheme = reports.load_indicators()
+
+    def visible_division(grant: TokenGrant, division: str) -> None:
+        """A report of a division only for a grant whose jurisdiction covers all of it."""
+        if not may_see(grant, division):
+            raise Problem(403, "Forbidden", "this division is outside your jurisdiction")
+
+    @router.get("/reports/daily", summary="日研判: a county's daily digest of a Beijing day (HTML)",
+                response_class=HTMLResponse)
+    async def daily_report(request: Request, grant: TokenGrant = Depends(readers),
+                           division: str = Query(..., pattern=r"^\d{6}$", description="county code"),
+                           day: str = Query(..., pattern=r"^\d{4}-\d{2}-\d{2}$", description="Beijing day")
+                           ) -> HTMLResponse:
+        visible_division(grant, division)
+        try:
+            period = reports.period_of("daily", day)
+        except ValueError as e:
+            raise Problem(422, "Invalid day", str(e)) from None
+        pool = request.app.state.runtime.pool
+        # the scheduled job's digest when there is one (what was studied that day), else made now
+        content = await storage.stored_digest(pool, division, period.first_day)
+        if content is None:
+            content = await handlers.make_digest(pool, division, period.first_day, scheme)
+        return HTMLResponse(reports.digest_html(content))
+
+    @router.get("/reports/{kind}", summary="每月报进度、季度出排名: rankings of units, towns and grids with the"
+                " 百分制 score and 落后预警 (HTML, PDF or JSON)",
+                responses={200: {"content": {"text/html": {}, "application/pdf": {}, "application/json": {}}}})
+    async def period_report(request: Request, kind: Literal["monthly", "quarterly"],
+                            grant: TokenGrant = Depends(readers),
+                            division: str = Query(..., pattern=r"^\d{6}(\d{3})?$", description="county or town"),
+                            period: str = Query(..., max_length=10, description="YYYY-MM or YYYY-Qn"),
+                            format: Literal["html", "pdf", "json"] = "html") -> Response:
+        visible_division(grant, division)
+        try:
+            span = reports.period_of(kind, period)
+        except ValueError as e:
+            raise Problem(422, "Invalid period", str(e)) from None
+        made = await handlers.make_report(request.app.state.runtime.pool, span, division, scheme)
+        if format == "json":
+            return JSONResponse(reports.report_json(made))
+        page = reports.report_html(made)
+        if format == "html":
+            return HTMLResponse(page)
+        body = await asyncio.to_thread(reports.pdf, page)  # layout takes a while: off the event loop
+        return Response(body, media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="{kind}-{division}-{span.label}.pdf"'})
 
     return router

@@ -10,14 +10,18 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 import asyncpg
 
-from services.audit import domain, storage
+from services.audit import domain, reports, storage
+from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound
-from shared.messaging.outbox import Outgoing
+from shared import topics
+from shared.cloudevents import derive_id
+from shared.contracts.events import DigestPublished
+from shared.messaging.outbox import Emitter, Outgoing, add_to_outbox
 from shared.telemetry import trace_id_of
 
 log = logging.getLogger(__name__)
@@ -236,3 +240,90 @@ async def backfill_summaries(conn: asyncpg.Connection, batch: int = 5000) -> int
             last = rows[-1]["id"]
         await storage.save_summaries(conn, summaries.values())
         return len(summaries)
+
+
+# ---------------------------------------------------------------- 研判 and reports
+
+
+def _division_name(code: str) -> str:
+    division = load_divisions().get(code)
+    return division.name if division else code
+
+
+async def make_digest(db: storage.Db, county: str, day: date, scheme: reports.Indicators) -> dict:
+    """A county's 日研判 of a Beijing day, from what the trace holds for it."""
+    since = reports.period_of("daily", day.isoformat()).since
+    facts = await storage.digest_facts(db, county, since, since + timedelta(days=1),
+                                       since - timedelta(days=scheme.digest.baseline_days))
+    content = reports.digest(county, _division_name(county), day, facts, scheme.digest)
+    codes = {r["division_code"] for r in content["new_risks"] + content["rising_risks"]}
+    codes |= {t["key"] for t in content["places_up"]}
+    return {**content, "names": _names(codes)}
+
+
+def _names(codes) -> dict[str, str]:
+    directory = load_divisions()
+    return {c: d.name for c in codes if isinstance(c, str) and (d := directory.get(c))}
+
+
+async def make_report(db: storage.Db, period: reports.Period, division: str,
+                      scheme: reports.Indicators) -> reports.Report:
+    """A monthly or quarterly report of a division: the metrics query per unit, town and grid for the
+    period, within the division (the same rows `GET /v1/metrics` answers), assessed."""
+    levels = {}
+    for level in reports.LEVELS:
+        rows = await storage.metrics(db, level, period.bucket, period.since, period.until, [division])
+        levels[level] = domain.figures([dict(r) for r in rows])
+    towns = {x["key"] for x in levels["town"]}
+    return reports.report(division, _division_name(division), period, levels, scheme, _names(towns))
+
+
+def digest_published(content: dict, scheme: reports.Indicators) -> Emitter:
+    """The event that a county's digest was made (its id derived from county and day: a replay or a
+    second process yields the same id)."""
+    county, day = content["county"], content["day"]
+    digest_id = derive_id("daily-digest", county, day)
+    emitter = Emitter(topics.service_source("audit"))
+    emitter.emit(topics.DIGESTS, DigestPublished(
+        digest_id=digest_id, division_code=county, day=day, indicators=scheme.version, received=content["received"],
+        new_risk_ids=[r["risk_id"] for r in content["new_risks"]],
+        rising_risk_ids=[r["risk_id"] for r in content["rising_risks"]],
+        categories_up=[t["key"] for t in content["categories_up"]],
+        places_up=[t["key"] for t in content["places_up"]],
+        overdue=len(content["overdue"]), escalated=len(content["escalated"]),
+        repeat_reports=len(content["repeat_reports"]),
+        page=f"/v1/reports/daily?division={county}&day={day}"), event_id=digest_id, traceparent=None)
+    return emitter
+
+
+async def daily_digests(pool: asyncpg.Pool, now: datetime, scheme: reports.Indicators,
+                        catch_up_days: int = 3) -> int:
+    """The scheduled 日研判: each county's digest of the last whole Beijing day, and of the days before
+    it (up to `catch_up_days` in all) that no process digested while audit was down; each made once
+    (the table's key decides between restarts and several audit processes). Returns how many this
+    call stored."""
+    last = reports.previous_day(now)
+    counties = await storage.counties_with_cases(pool)
+    stored = 0
+    for day in sorted(last - timedelta(days=i) for i in range(catch_up_days)):
+        stored += await _digest_day(pool, counties, day, scheme)
+    return stored
+
+
+async def _digest_day(pool: asyncpg.Pool, counties: list[str], day: date, scheme: reports.Indicators) -> int:
+    done = await storage.digested_days(pool, counties, day)
+    stored = 0
+    for county in counties:
+        if county in done:
+            continue
+        # read committed: a concurrent process's INSERT of the same key makes ours do nothing (a
+        # repeatable-read transaction would fail on it instead)
+        async with pool.acquire() as conn, conn.transaction():
+            content = await make_digest(conn, county, day, scheme)
+            if await storage.save_digest(conn, county, day, scheme.version, content):
+                # the event with the row (outbox): published once the digest is durable, never without it
+                await add_to_outbox(conn, digest_published(content, scheme).out)
+                stored += 1
+    if stored:
+        log.info("daily digests stored", extra={"day": day.isoformat(), "counties": stored})
+    return stored

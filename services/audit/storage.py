@@ -266,12 +266,14 @@ async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
                             " FROM dead_letters ORDER BY id DESC LIMIT $1", limit)
 
 
-_GROUPS = {"unit": "d.unit_id", "town": "left(d.division, 9)", "county": "left(d.division, 6)"}
+_GROUPS = {"unit": "d.unit_id", "town": "left(d.division, 9)", "county": "left(d.division, 6)",
+           "grid": "d.grid_id"}
 
 
 async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
                   jurisdiction: list[str] | None = None) -> list[asyncpg.Record]:
-    """Command-centre figures from the trace, per unit, town or county and per month or quarter.
+    """Command-centre figures from the trace, per unit, town, county or grid and per month or quarter
+    of Beijing time (the period is the Beijing date it starts on).
 
     acknowledged on time: accepted by `acknowledge_by`, among dispatches accepted or past that time;
     handled on time (及时处置率): resolved by `resolve_by`, among dispatches resolved or past due;
@@ -285,6 +287,7 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
         WITH d AS (
             SELECT case_id, data->>'dispatch_id' AS dispatch_id, data->>'unit_id' AS unit_id,
                    coalesce(data->>'role', 'lead') AS role, data->'location'->>'division_code' AS division,
+                   data->'location'->>'grid_id' AS grid_id,
                    (data->>'acknowledge_by')::timestamptz AS ack_by, (data->>'resolve_by')::timestamptz AS res_by,
                    coalesce(broker_time, time) AS at
             FROM events WHERE type = 'org.onewindow.case.dispatched.v1'
@@ -321,7 +324,7 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
                            ('agreement_reached', 'failed', 'withdrawn', 'expired')) AS finished
                 FROM events WHERE type = 'org.onewindow.mediation.transitioned.v1'
                   AND data->>'origin' = 'dispatch' GROUP BY 1, 2)
-        SELECT {key} AS key, date_trunc($1, d.at) AS period, count(*) AS dispatches,
+        SELECT {key} AS key, date_trunc($1, d.at AT TIME ZONE 'Asia/Shanghai') AS period, count(*) AS dispatches,
                count(*) FILTER (WHERE fb.accepted <= d.ack_by) AS acknowledged_on_time,
                count(*) FILTER (WHERE fb.accepted IS NOT NULL OR now() > d.ack_by) AS acknowledge_due,
                count(*) FILTER (WHERE fb.resolved <= d.res_by) AS handled_on_time,
@@ -342,3 +345,87 @@ async def lock_summaries_if_empty(conn: asyncpg.Connection) -> bool:
     """Take the summaries table for the transaction (one instance backfills) and say whether it is empty."""
     await conn.execute("LOCK TABLE case_summaries IN EXCLUSIVE MODE")
     return not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM case_summaries)")
+
+
+# --- 研判 and reports: facts of a county's day, the stored digests ----------------------------------
+
+_AT = "coalesce(e.broker_time, e.time)"  # like the metrics: when the broker took it
+_BEIJING_DAY = f"({_AT} AT TIME ZONE 'Asia/Shanghai')::date"
+
+
+async def digest_facts(db: Db, county: str, since: datetime, until: datetime,
+                       baseline_since: datetime) -> dict[str, list]:
+    """What a county's daily digest is made of, from the trace by broker time: risk events of the day
+    [since, until); cases received per Beijing day and category, and per day and town, from
+    `baseline_since`; red clocks and escalations of the day; repeat reports (重复件) per case number,
+    that day and in the whole window. Cases are placed by their summary's division."""
+    like = county + "%"
+    risks = await db.fetch(
+        f"SELECT e.type, e.data, {_AT} AS at FROM events e"
+        " WHERE e.type IN ('org.onewindow.risk.identified.v1', 'org.onewindow.risk.changed.v1')"
+        f" AND {_AT} >= $2 AND {_AT} < $3 AND e.data->>'division_code' LIKE $1 ORDER BY at, e.id",
+        like, since, until)
+    received = await db.fetch(
+        f"SELECT {_BEIJING_DAY} AS day, e.data->>'category' AS category,"
+        " CASE WHEN length(e.data->'location'->>'division_code') >= 9"
+        "      THEN left(e.data->'location'->>'division_code', 9) END AS town, count(*) AS n"
+        " FROM events e WHERE e.type = 'org.onewindow.case.received.v1'"
+        f" AND {_AT} >= $2 AND {_AT} < $3 AND e.data->'location'->>'division_code' LIKE $1 GROUP BY 1, 2, 3",
+        like, baseline_since, until)
+    overdue = await db.fetch(
+        "SELECT DISTINCT s.case_number, e.case_id, e.data->>'unit_id' AS unit_id, e.data->>'clock' AS clock"
+        " FROM events e JOIN case_summaries s USING (case_id)"
+        " WHERE e.type = 'org.onewindow.supervision.notice.v1' AND e.data->>'colour' = 'red'"
+        f" AND {_AT} >= $2 AND {_AT} < $3 AND s.division LIKE $1", like, since, until)
+    escalated = await db.fetch(
+        "SELECT DISTINCT s.case_number, e.case_id, e.data->>'from_unit_id' AS from_unit_id,"
+        " e.data->>'to_unit_id' AS to_unit_id FROM events e JOIN case_summaries s USING (case_id)"
+        f" WHERE e.type = 'org.onewindow.case.escalated.v1' AND {_AT} >= $2 AND {_AT} < $3 AND s.division LIKE $1",
+        like, since, until)
+    repeats = await db.fetch(
+        f"SELECT s.case_number, count(*) FILTER (WHERE {_AT} >= $2) AS today, count(*) AS window"
+        " FROM events e JOIN case_summaries s USING (case_id)"
+        f" WHERE e.type = 'org.onewindow.case.duplicate_reported.v1' AND {_AT} >= $4 AND {_AT} < $3"
+        " AND s.division LIKE $1 GROUP BY 1", like, since, until, baseline_since)
+    # a change names no title: the risk's own, from when it was identified (its trace is keyed by risk id)
+    titles = await db.fetch(
+        "SELECT DISTINCT ON (case_id) case_id, data->>'title' AS title FROM events"
+        " WHERE case_id = ANY($1::text[]) AND type = 'org.onewindow.risk.identified.v1' ORDER BY case_id, id",
+        sorted({str(json.loads(r["data"]).get("risk_id")) for r in risks}))
+    return {
+        "risks": [{"type": r["type"], "data": json.loads(r["data"]), "at": r["at"]} for r in risks],
+        "titles": {r["case_id"]: r["title"] for r in titles},
+        "categories": [(r["day"], r["category"], r["n"]) for r in received],
+        "places": [(r["day"], r["town"], r["n"]) for r in received],
+        "overdue": [dict(r) for r in overdue],
+        "escalated": [dict(r) for r in escalated],
+        "repeats": [dict(r) for r in repeats],
+    }
+
+
+async def counties_with_cases(db: Db) -> list[str]:
+    """Every county (6-digit code) some case is placed in: the daily job digests each."""
+    rows = await db.fetch("SELECT DISTINCT left(division, 6) AS county FROM case_summaries"
+                          " WHERE length(division) >= 6 ORDER BY 1")
+    return [r["county"] for r in rows]
+
+
+async def save_digest(conn: asyncpg.Connection, county: str, day, indicators: str, content: dict) -> bool:
+    """Store a county's digest of a day unless one is stored already; True when this call stored it."""
+    status = await conn.execute(
+        "INSERT INTO digests (county, day, indicators, content) VALUES ($1, $2, $3, $4::jsonb)"
+        " ON CONFLICT (county, day) DO NOTHING",
+        county, day, indicators, json.dumps(content, ensure_ascii=False, sort_keys=True))
+    return status.endswith(" 1")
+
+
+async def stored_digest(db: Db, county: str, day) -> dict | None:
+    """A county's stored digest of a day, if the job made one."""
+    raw = await db.fetchval("SELECT content FROM digests WHERE county = $1 AND day = $2", county, day)
+    return json.loads(raw) if raw is not None else None
+
+
+async def digested_days(db: Db, counties: list[str], day) -> set[str]:
+    """Which of the counties already have their digest of the day."""
+    rows = await db.fetch("SELECT county FROM digests WHERE day = $2 AND county = ANY($1::text[])", counties, day)
+    return {r["county"] for r in rows}

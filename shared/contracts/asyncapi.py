@@ -94,6 +94,8 @@ def _example(schema: dict, node: dict, name: str = "") -> Any:
             return _EXAMPLE_UUID
         if fmt == "date-time":
             return _EXAMPLE_TIME
+        if fmt == "date":
+            return _EXAMPLE_TIME[:10]
         if "division" in name:
             return "339901001001"
         if node.get("pattern", "").startswith("^[0-9a-f]{64}"):

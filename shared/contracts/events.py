@@ -6,7 +6,7 @@ department that must call the citizen asks intake's authorised API for the conta
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
@@ -656,6 +656,30 @@ class FeedbackRejected(Contract):
         return self.about
 
 
+class DigestPublished(Contract):
+    """日研判: audit made a county's daily digest of a Beijing day (once per county and day). It says
+    what the digest found, in counts and ids; the page itself is in audit's API (`page`)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.report.digest_published.v1"
+
+    digest_id: UUID  # derived from county and day: the same digest has the same id wherever it is made
+    division_code: DivisionCode  # the county (6 digits)
+    day: date  # the Beijing calendar day digested
+    indicators: str  # the version of the rules (services/audit/reference/indicators.toml)
+    received: int
+    new_risk_ids: list[str]
+    rising_risk_ids: list[str]
+    categories_up: list[str]
+    places_up: list[str]
+    overdue: int
+    escalated: int
+    repeat_reports: int
+    page: str  # the digest's page in audit's API (operators and auditors of the county)
+
+    def subject(self) -> str:
+        return str(self.digest_id)
+
+
 EVENT_MODELS: dict[str, type[Contract]] = {
     m.EVENT_TYPE: m
     for m in (
@@ -695,6 +719,7 @@ EVENT_MODELS: dict[str, type[Contract]] = {
         CaseEscalated,
         CallbackRecorded,
         CaseReopened,
+        DigestPublished,
     )
 }
 
