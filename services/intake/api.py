@@ -98,6 +98,9 @@ def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         if not domain.may_submit(grant.role, submission.channel):
             raise Problem(403, "Channel not allowed", f"role {grant.role!r} may not submit via {submission.channel}")
+        if not domain.may_dispose(grant.role, submission):
+            raise Problem(403, "Disposition not allowed", f"role {grant.role!r} may not finish or refuse a case"
+                          " at the window")
         if not may_act_in(grant, submission.location.division_code):
             raise Problem(403, "Outside jurisdiction", "this token may not submit cases for that division")
         outcome = await request.app.state.writer.submit(

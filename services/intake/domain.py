@@ -43,6 +43,15 @@ def may_submit(role: str, channel: Channel) -> bool:
     return channel in ROLE_CHANNELS.get(role, frozenset())
 
 
+# Who may finish or refuse a report at the window (直接办结 / 不予受理) as they take it.
+DISPOSING_ROLES = frozenset({"clerk", "hotline"})
+
+
+def may_dispose(role: str, submission: CaseSubmission) -> bool:
+    """Whether a role may submit this report with a disposition (any role may submit one without)."""
+    return submission.disposition is None or role in DISPOSING_ROLES
+
+
 def may_read(role: str, reader: str, submitted_by: str) -> bool:
     """Whether a reader (already within the case's jurisdiction) may see a submission: staff see every
     one, the others only their own."""
@@ -152,6 +161,7 @@ def received_event(
         ),
         received_at=received_at,
         has_reporter_contact=bool(sub.reporter and sub.reporter.phone),
+        disposition=sub.disposition,
         risk_flags=[f.value for f in sub.risk_flags],
         occurred_at=sub.occurred_at,
         people_involved=sub.people_involved,

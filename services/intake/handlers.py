@@ -138,6 +138,10 @@ def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePo
                 errors = [{"field": ".".join(map(str, e["loc"])), "detail": e["msg"]} for e in exc.errors()]
                 refuse(item, errors, f"invalid submission: {errors}"[:2000])
                 continue
+            if submission.disposition is not None:
+                reason = "a disposition (直接办结 / 不予受理) is given at the window, over HTTP, not by a system"
+                refuse(item, [{"field": "disposition", "detail": reason}], reason)
+                continue
             # the submitting system is the author (its topic's ACL and contract vouch for its source)
             pending.append(domain.Pending(submission, f"kafka:{ev.source}:{ev.id}", ev.source, item.traceparent,
                                           submission_ref=ev.id, actor=Actor(ev.source, "department")))

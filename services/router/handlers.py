@@ -91,7 +91,7 @@ def build_batch_handler(desk: RoutingDesk) -> BatchHandler:
                 raise Reject(f"the router does not take {item.event.type} events")
             try:
                 handler(desk, fx, item.model, Cause(item.event.id, item.event.subject, item.record.topic,
-                                                    item.traceparent))
+                                                    item.traceparent, item.event.actor))
             except EventRefused as exc:
                 raise Reject(str(exc)) from None
         await fx.save(conn)

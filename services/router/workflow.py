@@ -19,7 +19,7 @@ from uuid import UUID
 from services.router import domain, lifecycle
 from services.router.triage import OTHER_KIND, OUT_OF_SCOPE, Candidate, Prediction, TriageModel
 from shared import topics
-from shared.cloudevents import derive_id, utcnow
+from shared.cloudevents import Actor, derive_id, utcnow
 from shared.contracts.events import (
     CallbackOutcome,
     CaseClosedDirectly,
@@ -86,7 +86,7 @@ class Outcome(Protocol):
         """Mark a case's state as changed (to be saved)."""
 
     def emit(self, topic: str, data: Contract, event_id: str, traceparent: str | None,
-             time: datetime | None = None) -> None:
+             time: datetime | None = None, actor: Actor | None = None) -> None:
         """Add an event on a topic."""
 
 
@@ -110,6 +110,7 @@ class Cause:
     subject: str | None
     topic: str
     traceparent: str | None
+    actor: Actor | None = None  # who the cause names as its author (ce_actor)
 
 
 @dataclass
@@ -247,7 +248,8 @@ class RoutingDesk:
     # ------------------------------------------------------------ consumed events
 
     def case_received(self, fx: Outcome, case: CaseReceived, cause: Cause) -> None:
-        """Route a new case: dispatch it to its units, or put it in the manual queue."""
+        """Route a new case: dispatch it to its units, or put it in the manual queue. A case finished
+        or refused at the window (直接办结 / 不予受理 by the clerk who took it) is only recorded."""
         cid = str(case.case_id)
         if cid in fx.states:
             return  # already routed
@@ -265,6 +267,11 @@ class RoutingDesk:
                    "location": case.location.model_dump(mode="json")},
             traceparent=cause.traceparent,
         )
+        if case.disposition is not None:
+            act = lifecycle.Act.CLOSE_DIRECTLY if case.disposition.act == "close" else lifecycle.Act.REFUSE
+            self.dispose(fx, state, act, case.disposition.code, case.disposition.note, cause.traceparent,
+                         actor=cause.actor)
+            return
         if isinstance(decision, domain.ManualQueue):
             self.remember_reading(state, decision, None)
             return self.to_manual(fx, state, decision.reason, cause.event_id, cause.traceparent,
@@ -515,7 +522,7 @@ class RoutingDesk:
         return state
 
     def dispose(self, fx: Outcome, state: domain.RoutingState | None, act: lifecycle.Act, code: DispositionCode,
-                note: str, traceparent: str | None) -> domain.RoutingState:
+                note: str, traceparent: str | None, actor: Actor | None = None) -> domain.RoutingState:
         """直接办结 (Act.CLOSE_DIRECTLY) or 不予受理 (Act.REFUSE): an operator ends a case from the manual
         queue without dispatching it, with a reason code and what the citizen is told."""
         event, name = _DISPOSALS[act]
@@ -524,7 +531,7 @@ class RoutingDesk:
         fx.touch(state)
         fx.emit(topics.ROUTER_DECISIONS, event(case_id=UUID(state.case_id), case_number=state.case_number,
                                                code=code, note=note),
-                derive_id(SOURCE, state.case_id, name), traceparent)
+                derive_id(SOURCE, state.case_id, name), traceparent, actor=actor)
         return state
 
     def merge(self, fx: Outcome, state: domain.RoutingState | None, into: domain.RoutingState | None,

@@ -113,6 +113,7 @@ class CaseReceived(Event):
     parties_count: int = 0
     attachments: list[AttachmentRef] = []
     submission_ref: str | None = None  # the submitter's own reference (Kafka submissions: their event id)
+    disposition: "WindowDisposition | None" = None  # finished or refused at the window: the router only records it
 
 
 class CaseDuplicateReported(Event):
@@ -408,6 +409,16 @@ class DispositionCode(StrEnum):
     INSUFFICIENT_INFORMATION = "insufficient_information"  # 诉求不明确、无法联系
     UNLAWFUL_DEMAND = "unlawful_demand"  # 诉求不合法
     OTHER = "other"
+
+
+class WindowDisposition(BaseModel):
+    """直接办结 or 不予受理 decided at the window by the clerk or hotline agent who took the report."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    act: Literal["close", "refuse"]
+    code: DispositionCode
+    note: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
 class CaseClosedDirectly(Event):

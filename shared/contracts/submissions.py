@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from shared.contracts.events import Channel, DivisionCode
+from shared.contracts.events import Channel, DivisionCode, WindowDisposition
 
 MAX_DESCRIPTION = 5000
 Name = Annotated[str, Field(min_length=1, max_length=50)]
@@ -132,6 +132,8 @@ class CaseSubmission(BaseModel):
     risk_flags: Annotated[list[RiskFlag], Field(max_length=len(RiskFlag))] = []
     occurred_at: datetime | None = None
     attachments: Annotated[list[Attachment], Field(max_length=20)] = []
+    # 直接办结 / 不予受理 at the window: only staff taking the report over HTTP (a clerk or hotline agent)
+    disposition: WindowDisposition | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -175,3 +175,19 @@ def test_citizen_rates_and_asks_to_reopen_through_intake(stack):
     assert types.index("case.reopened.v1") < len(types) - 2 and types[types.index("case.reopened.v1") + 1] == \
         "case.routed.v1"  # back with the unit for rework (the simulated unit may resolve it again at once)
     _agree(stack, case_id, "dispatched", "accepted", "in_progress", "resolved")
+
+
+def test_a_clerk_finishes_a_consultation_at_the_window_and_a_citizen_may_not(stack):
+    body = {"channel": "hotline", "description": unique("咨询办理居住证需要带哪些材料"),
+            "location": {"division_code": "339901001001"},
+            "disposition": {"act": "close", "code": "answered", "note": "已电话告知所需材料及办理地点"}}
+    r = stack.submit(body)
+    assert r.status_code == 202, r.text
+    case_id = r.json()["case_id"]
+    closed = stack.wait_timeline(case_id, "org.onewindow.case.closed_directly.v1")
+    assert [e["type"].removeprefix("org.onewindow.") for e in closed] == ["case.received.v1",
+                                                                          "case.closed_directly.v1"]
+    assert closed[-1]["actor"] == {"id": "clerk-1", "role": "clerk"}  # the clerk acted, not the router
+    _agree(stack, case_id, "closed")
+    citizen = stack.submit({**body, "channel": "citizen_app"}, headers=auth("citizen-token-0001"))
+    assert citizen.status_code == 403 and citizen.json()["title"] == "Disposition not allowed"

@@ -48,7 +48,7 @@ class Stream:
     def touch(self, state):
         self.states[state.case_id] = self.changed[state.case_id] = state
 
-    def emit(self, topic, data, event_id, traceparent, time=None):
+    def emit(self, topic, data, event_id, traceparent, time=None, actor=None):
         self.events.append((data.subject(), data.EVENT_TYPE, data.model_dump(mode="json")))
 
 

@@ -320,7 +320,7 @@ class Recorded:
     def touch(self, state):
         self.states[state.case_id] = self.changed[state.case_id] = state
 
-    def emit(self, topic, data, event_id, traceparent, time=None):
+    def emit(self, topic, data, event_id, traceparent, time=None, actor=None):
         self.events.append((topic, data.EVENT_TYPE, event_id))
 
 
