@@ -71,11 +71,14 @@ allow router Write deadletter
 
 user mediation
 group mediation mediation
+group mediation mediation-risks
 allow mediation Read dispatch.mediation
 allow mediation Read court.referrals
+allow mediation Read intake.cases
 allow mediation Write feedback.mediation
 allow mediation Write mediation.events
 allow mediation Write court.mediation
+allow mediation Write mediation.risks
 allow mediation Write deadletter
 
 user audit
@@ -94,6 +97,7 @@ allow audit Read feedback.police
 allow audit Read feedback.court
 allow audit Read feedback.petition
 allow audit Read feedback.mediation
+allow audit Read mediation.risks
 allow audit Read deadletter
 
 user simulator
