@@ -70,8 +70,8 @@ class Register:
             ev = item.model
             if isinstance(ev, CaseReceived):
                 arrived[str(ev.case_id)] = risks.Signal(
-                    str(ev.case_id), ev.location.division_code, ev.category, ev.received_at, ev.people_involved,
-                    frozenset(ev.risk_flags))
+                    str(ev.case_id), ev.location.division_code, risks.matter_of(ev.category), ev.received_at,
+                    ev.people_involved, frozenset(ev.risk_flags))
             elif isinstance(ev, CaseDuplicateReported):
                 repeats[str(ev.case_id)] += 1
             else:  # the topic's publishing contract already refuses these

@@ -111,6 +111,12 @@ class Signal:
         return f"{self.division_code}|{self.matter}" if self.matter else None
 
 
+def matter_of(category: str | None) -> str | None:
+    """The matter a case's category belongs to (catalogue domain.matter: "dispute.neighbourhood"
+    of "dispute.neighbourhood.noise"): a leaking pipe and a barking dog next door are one 邻里纠纷."""
+    return ".".join(category.split(".")[:2]) if category else None
+
+
 def factors_of(signals: Iterable[Signal], weights: Weights, assessment: float = 0.0) -> dict[str, float]:
     """A risk's factors from its cases and the operator's assessment."""
     signals = list(signals)
