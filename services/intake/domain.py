@@ -31,6 +31,7 @@ from shared.contracts import (
 from shared.contracts.events import CaseClosedDirectly, CaseMerged, CaseRefused
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
+from shared.grids import GridDirectory, grid_of_report
 
 SOURCE = "/onewindow/intake"
 CHINA_TZ = timezone(timedelta(hours=8))  # case numbers carry the local (Beijing) date
@@ -400,3 +401,11 @@ def moved_statuses(current: Mapping[str, CaseStatus], moves: Mapping[str, CaseSt
     intake does not know are left out)."""
     changed = {case_id: advance(status, moves[case_id]) for case_id, status in current.items() if case_id in moves}
     return {case_id: new for case_id, new in changed.items() if new != current[case_id]}
+
+
+def grid_report(sub: CaseSubmission, grids: GridDirectory, subject: str, token_grid: str | None) -> CaseSubmission:
+    """A grid worker's report (role grid, channel grid), placed in the worker's grid: the grid comes
+    from the token or the grid directory, never from the body. Raises GridRefusal when the report
+    lies outside the worker's grid."""
+    grid = grid_of_report(grids, subject, token_grid, sub.location.division_code, sub.location.grid_id)
+    return sub.model_copy(update={"location": sub.location.model_copy(update={"grid_id": grid.id})})
