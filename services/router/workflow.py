@@ -11,12 +11,12 @@ Every event id derives from what caused it (`derive_id`), so a replay or a retry
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable, Protocol
 from uuid import UUID
 
-from services.router import domain, lifecycle
+from services.router import domain, grids as grid_units, lifecycle
 from services.router.triage import OTHER_KIND, OUT_OF_SCOPE, Candidate, Prediction, TriageModel
 from shared import topics
 from shared.cloudevents import derive_id, utcnow
@@ -58,6 +58,7 @@ from shared.contracts import (
     TriageExplanation,
 )
 from shared.divisions import DivisionDirectory
+from shared.grids import GridDirectory, load_grids
 from shared.refusals import ActionRefused
 
 SOURCE = "/onewindow/router"
@@ -104,6 +105,7 @@ class RoutingDesk:
     divisions: DivisionDirectory
     model: TriageModel | None = None
     now: Callable[[], datetime] = utcnow  # the wall clock of decisions (events' times, re-plans' deadlines)
+    grids: GridDirectory = field(default_factory=load_grids)  # the grids and their access list
 
     @property
     def model_version(self) -> str | None:
@@ -252,6 +254,7 @@ class RoutingDesk:
             self.remember_reading(state, decision, None)
             return self.to_manual(fx, state, decision.reason, cause.event_id, cause.traceparent,
                                   decision.candidates, decision.model_version)
+        decision = grid_units.grid_first(decision, case.location.grid_id, self.grids, self.units)  # 小事不出格
         if decision.triage is None:
             chosen_by = "channel"
         else:
@@ -322,6 +325,8 @@ class RoutingDesk:
                 raise EventRefused(f"no {fb.target_kind.value} unit serves division {state.division_code}")
         else:
             raise EventRefused("a transfer names a target unit or unit kind")
+        if (why := grid_units.grid_refusal(target, state.category, self.grids)) is not None:
+            raise EventRefused(f"transfer refused: {why}")
         if state.end_dispatch(d.dispatch_id, d.unit_id) is None:
             return
         fx.clock_stops.append((d.dispatch_id, None))
@@ -588,6 +593,7 @@ class RoutingDesk:
             if cat is None:
                 raise ActionRefused(422, "Unknown category",
                                     f"{category!r} is not in catalogue {self.catalogue.version}")
+        grid_units.check_grid_dispatch(unit, None if cat.code == domain.UNCATALOGUED else cat.code, self.grids)
         for d in state.dispatches:
             if d.open:
                 fx.clock_stops.append((d.dispatch_id, None))

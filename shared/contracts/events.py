@@ -27,6 +27,7 @@ class UnitKind(StrEnum):
     COURT = "court"
     PETITION = "petition"
     MEDIATION = "mediation"
+    GRID = "grid"  # a grid (网格) handles the minor matters its access list admits (小事不出格)
 
 
 class Channel(StrEnum):
