@@ -282,7 +282,8 @@ def cluster(arrived: list[Signal], known: list[Signal], open_risks: list[Risk], 
     """Decide on newly arrived (or re-reported) cases. `known` are the stored signals of the same
     keys (arrived ones included, with their repeats), `open_risks` the open cluster risks of those
     keys and `taken` the case ids already in any risk. A case joins its key's open risk; otherwise
-    `min_cases` untaken related cases within the window open one."""
+    `min_cases` untaken related cases within the window open one. A case long after the open risk's
+    latest case (beyond the window) joins nothing."""
     out = Clustering()
     by_id = {s.case_id: s for s in known}
     by_key: dict[str, list[Signal]] = {}
@@ -298,8 +299,11 @@ def cluster(arrived: list[Signal], known: list[Signal], open_risks: list[Risk], 
     for key in touched:
         risk = risks.get(key)
         if risk is not None:
+            # a case joins when it is related in time too: within the window of the risk's latest case
+            latest = max((by_id[c].received_at for c in risk.case_ids if c in by_id), default=None)
             joined = [s.case_id for s in arrived if s.cluster_key == key and s.case_id not in risk.case_ids
-                      and s.case_id not in taken]
+                      and s.case_id not in taken
+                      and (latest is None or abs(s.received_at - latest) <= weights.window)]
             members = [by_id[c] for c in [*risk.case_ids, *joined] if c in by_id]
             factors = factors_of(members, weights, risk.factors.get("assessment", 0.0))
             if not joined and factors == risk.factors:

@@ -132,6 +132,9 @@ def test_three_related_cases_within_the_window_open_one_risk():
     known.append(s4)
     out = risks.cluster([s4], known, [risk], taken, W, T0)
     assert not out.identified and out.changed[0][1]["previous_score"] == 27.5 and len(risk.case_ids) == 4
+    late = _signal(5, days=30)  # beyond the window of the risk's latest case (day 10)
+    known.append(late)
+    assert not risks.cluster([late], known, [risk], taken, W, T0).changed and late.case_id not in risk.case_ids
     known[0].repeats = 1
     out = risks.cluster([known[0]], known, [risk], taken, W, T0)
     assert out.changed and risk.factors["repeat_reports"] == 1
