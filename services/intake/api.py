@@ -66,7 +66,7 @@ def build_router(settings: Settings, divisions: DivisionDirectory, grids: GridDi
         except (ValueError, UnicodeDecodeError):
             raise Problem(400, "Malformed JSON", "the body is not a JSON document") from None
         try:
-            submission = domain.validate_submission(data, divisions)
+            submission = domain.validate_submission(data, divisions, grids)
         except ValidationError as exc:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         if not domain.may_submit(grant.role, submission.channel):

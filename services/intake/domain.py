@@ -61,9 +61,10 @@ def may_read(role: str, reader: str, submitted_by: str) -> bool:
     return role in STAFF_ROLES or submitted_by == reader
 
 
-def validate_submission(data: object, divisions: DivisionDirectory) -> CaseSubmission:
-    """The submission contract, division codes checked against the directory."""
-    return CaseSubmission.model_validate(data, context={"divisions": divisions})
+def validate_submission(data: object, divisions: DivisionDirectory, grids: GridDirectory | None = None) -> CaseSubmission:
+    """The submission contract, division codes checked against the directory (and grid ids against
+    the grid directory when given)."""
+    return CaseSubmission.model_validate(data, context={"divisions": divisions, "grids": grids})
 
 
 def fingerprint(sub: CaseSubmission) -> str:

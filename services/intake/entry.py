@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         MIGRATIONS,
         # Intake accepts HTTP submissions while Kafka is down: its consumers wait for the broker.
-        handlers={"intake": submissions_handler(divisions, policy), "intake-status": project_status},
+        handlers={"intake": submissions_handler(divisions, policy, grids), "intake-status": project_status},
         after_start=after_start,
         before_stop=before_stop,
         consumers_optional=True,

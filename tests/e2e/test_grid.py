@@ -42,6 +42,9 @@ def test_a_grid_workers_report_outside_the_grid_is_refused(stack):
     other_grid = _report(stack, "楼道堆满杂物", location={"division_code": "339901001001",
                                                            "grid_id": "339901001001-02"})
     assert other_grid.status_code == 403 and "339901001001-02" in other_grid.json()["detail"]
+    unknown = stack.submit({"channel": "window", "description": unique("楼道堆满杂物"),
+                            "location": {"division_code": "339901001001", "grid_id": "339901001001-99"}})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["detail"].endswith("unknown grid")
     wrong_claim = ISSUER.mint("grid-1", "grid", ["339901001"], grid="339901001001-02")
     r = _report(stack, "楼道堆满杂物", headers={"Authorization": f"Bearer {wrong_claim}"})
     assert r.status_code == 403 and r.json()["title"] == "Outside your grid"

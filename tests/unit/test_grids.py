@@ -10,6 +10,7 @@ from shared.divisions import load_divisions
 from shared.grids import GRIDS_FILE, GridRefusal, grid_of_report, load_grids
 
 GRIDS = load_grids()
+GRID_ID = "339901001001-01"
 
 
 def test_every_grid_lies_in_a_village_and_every_admitted_matter_is_catalogued():
@@ -60,3 +61,25 @@ def test_an_inconsistent_directory_is_refused(tmp_path, edit, message):
     (tmp_path / "g.toml").write_text(GRIDS_FILE.read_text(encoding="utf-8").replace(*edit), encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         load_grids(tmp_path / "g.toml")
+
+
+def test_a_submission_names_only_a_known_grid_of_its_division():
+    from pydantic import ValidationError
+
+    from services.intake.domain import validate_submission
+
+    divisions = load_divisions()
+
+    def submit(division: str, grid: str | None):
+        return validate_submission({"channel": "window", "description": "楼道堆物",
+                                    "location": {"division_code": division, "grid_id": grid}}, divisions, GRIDS)
+
+    assert submit("339901001001", GRID_ID).location.grid_id == GRID_ID
+    assert submit("339901001001", None).location.grid_id is None
+    with pytest.raises(ValidationError, match="unknown grid"):
+        submit("339901001001", "339901001001-99")
+    with pytest.raises(ValidationError, match="not in 339901001002"):
+        submit("339901001002", GRID_ID)
+    # without the grid directory (a caller that has none) the contract checks the form only
+    assert validate_submission({"channel": "window", "description": "x", "location": {
+        "division_code": "339901001001", "grid_id": "anything"}}, divisions).location.grid_id == "anything"
