@@ -38,6 +38,12 @@ allow petition Read dispatch.petition
 allow petition Read rejections.petition
 allow petition Write feedback.petition
 
+user grid
+group grid grid- prefixed
+allow grid Read dispatch.grid
+allow grid Read rejections.grid
+allow grid Write feedback.grid
+
 user intake
 group intake intake
 group intake intake-status
@@ -47,6 +53,7 @@ allow intake Read feedback.police
 allow intake Read feedback.court
 allow intake Read feedback.petition
 allow intake Read feedback.mediation
+allow intake Read feedback.grid
 allow intake Write intake.cases
 allow intake Write intake.rejections
 allow intake Write deadletter
@@ -58,24 +65,30 @@ allow router Read feedback.police
 allow router Read feedback.court
 allow router Read feedback.petition
 allow router Read feedback.mediation
+allow router Read feedback.grid
 allow router Write router.decisions
 allow router Write dispatch.police
 allow router Write dispatch.court
 allow router Write dispatch.petition
 allow router Write dispatch.mediation
+allow router Write dispatch.grid
 allow router Write rejections.police
 allow router Write rejections.court
 allow router Write rejections.petition
 allow router Write rejections.mediation
+allow router Write rejections.grid
 allow router Write deadletter
 
 user mediation
 group mediation mediation
+group mediation mediation-risks
 allow mediation Read dispatch.mediation
 allow mediation Read court.referrals
+allow mediation Read intake.cases
 allow mediation Write feedback.mediation
 allow mediation Write mediation.events
 allow mediation Write court.mediation
+allow mediation Write mediation.risks
 allow mediation Write deadletter
 
 user audit
@@ -90,10 +103,13 @@ allow audit Read dispatch.police
 allow audit Read dispatch.court
 allow audit Read dispatch.petition
 allow audit Read dispatch.mediation
+allow audit Read dispatch.grid
 allow audit Read feedback.police
 allow audit Read feedback.court
 allow audit Read feedback.petition
 allow audit Read feedback.mediation
+allow audit Read feedback.grid
+allow audit Read mediation.risks
 allow audit Read deadletter
 allow audit Write audit.digests
 
@@ -106,9 +122,12 @@ allow simulator Read rejections.court
 allow simulator Read court.mediation
 allow simulator Read dispatch.petition
 allow simulator Read rejections.petition
+allow simulator Read dispatch.grid
+allow simulator Read rejections.grid
 allow simulator Write feedback.police
 allow simulator Write feedback.court
 allow simulator Write court.referrals
 allow simulator Write feedback.petition
+allow simulator Write feedback.grid
 
 echo "ACLs in place"

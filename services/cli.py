@@ -63,7 +63,7 @@ def run(
 
 @app.command()
 def simulate(
-    kinds: Annotated[str, typer.Option(help="comma-separated unit kinds to play")] = "police,court,petition",
+    kinds: Annotated[str, typer.Option(help="comma-separated unit kinds to play")] = "police,court,petition,grid",
     accept_delay: Annotated[float, typer.Option(min=0, max=3600, help="seconds before signing for a batch")] = 0.1,
     resolve_delay: Annotated[float, typer.Option(min=0, max=3600, help="seconds before resolving it")] = 0.2,
     skip_units: Annotated[str, typer.Option(help="comma-separated unit ids played by real systems instead")] = "",

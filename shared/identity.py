@@ -40,6 +40,7 @@ class TokenGrant(BaseModel):
     subject: str = "anonymous"
     unit: str | None = None
     expires_at: float | None = None
+    grid: str | None = None  # a grid worker's grid (网格), when the token names it
 
 
 class InvalidToken(Exception):
@@ -69,8 +70,10 @@ def grant_from_claims(claims: dict[str, Any], settings: Settings) -> TokenGrant:
     if not isinstance(divisions, list) or not all(isinstance(d, str) and d for d in divisions):
         raise InvalidToken("the divisions claim is not a list of division codes")
     unit = _claim(claims, settings.auth_unit_claim)
+    grid = _claim(claims, settings.auth_grid_claim)
     return TokenGrant(role=role, divisions=divisions, subject=str(claims["sub"]),
-                      unit=unit if isinstance(unit, str) else None, expires_at=float(claims["exp"]))
+                      unit=unit if isinstance(unit, str) else None, expires_at=float(claims["exp"]),
+                      grid=grid if isinstance(grid, str) else None)
 
 
 class _FileKeys:

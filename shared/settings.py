@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     auth_role_claim: str = "role"
     auth_divisions_claim: str = "divisions"
     auth_unit_claim: str = "unit"
+    auth_grid_claim: str = "grid"  # a grid worker's grid; without it, the grid directory's worker → grid
     supervision_interval_seconds: float = 15
     # Audit checkpoints: HMAC key (keep it outside the database) and how often to sign chain heads.
     # No built-in default: audit refuses to start without a key (`onewindow dev` makes one for itself).

@@ -23,6 +23,8 @@ from shared.contracts.events import (
     ExtensionDecided,
     ExtensionRequested,
     ResolutionReviewed,
+    RiskChanged,
+    RiskIdentified,
     CaseDuplicateReported,
     CaseEscalated,
     CaseReceived,
@@ -53,6 +55,7 @@ SUBMISSION_REJECTIONS = "intake.rejections"  # intake → submitter: why a Kafka
 CASES_RECEIVED = "intake.cases"  # intake: case received, duplicate reported
 ROUTER_DECISIONS = "router.decisions"  # router: decisions, corrections, supervision notices, escalations, callbacks, closure
 MEDIATION_EVENTS = "mediation.events"  # mediation lifecycle: every transition
+RISK_EVENTS = "mediation.risks"  # the risk register (重大不稳定问题清单): every risk identified or changed
 COURT_REFERRALS = "court.referrals"  # court → mediation: referrals (诉前调解), confirmation answers
 COURT_MEDIATION = "court.mediation"  # mediation → court: outcomes, 司法确认 requests, litigation hand-offs
 DEAD_LETTER = "deadletter"  # poison records: original bytes + headers + the error
@@ -82,7 +85,7 @@ DISPATCH_TOPICS = [dispatch_topic(k) for k in UnitKind]
 REJECTION_TOPICS = [rejection_topic(k) for k in UnitKind]
 FEEDBACK_TOPICS = [feedback_topic(k) for k in UnitKind]
 CASE_TOPICS = [CASES_RECEIVED, ROUTER_DECISIONS, MEDIATION_EVENTS, COURT_REFERRALS, COURT_MEDIATION,
-               *DISPATCH_TOPICS, *FEEDBACK_TOPICS]
+               *DISPATCH_TOPICS, *FEEDBACK_TOPICS, RISK_EVENTS]
 ALL_TOPICS = [SUBMISSIONS, SUBMISSION_REJECTIONS, *CASE_TOPICS, *REJECTION_TOPICS, DIGESTS, DEAD_LETTER]
 
 
@@ -139,6 +142,7 @@ PUBLISHERS: dict[str, Publishers] = {
         CaseReopened, CaseClosed, CaseClosedDirectly, CaseRefused, CaseMerged, ResolutionReviewed, DispatchUrged,
         ClockPaused, ClockResumed, ExtensionDecided, ReturnHeldForReview, ReturnReviewed, CaseSplit))),
     MEDIATION_EVENTS: Publishers((service_source("mediation"),), (MediationTransitioned.EVENT_TYPE,)),
+    RISK_EVENTS: Publishers((service_source("mediation"),), (RiskIdentified.EVENT_TYPE, RiskChanged.EVENT_TYPE)),
     COURT_REFERRALS: Publishers((department_source(UnitKind.COURT),), (CourtReferral.EVENT_TYPE,
                                                                        ConfirmationDecided.EVENT_TYPE)),
     COURT_MEDIATION: Publishers((service_source("mediation"),), (MediationToCourt.EVENT_TYPE,)),
@@ -203,7 +207,10 @@ SERVICES: dict[str, Party] = {p.name: p for p in (
     ), (ROUTER_DECISIONS, *DISPATCH_TOPICS, *REJECTION_TOPICS, DEAD_LETTER), service_source("router")),
     Party("mediation", (
         Consumer("mediation", (dispatch_topic(UnitKind.MEDIATION), COURT_REFERRALS)),
-    ), (feedback_topic(UnitKind.MEDIATION), MEDIATION_EVENTS, COURT_MEDIATION, DEAD_LETTER),
+        # the risk register watches every received case for clusters (same place and matter within
+        # a window, repeat reports, group signs)
+        Consumer("mediation-risks", (CASES_RECEIVED,)),
+    ), (feedback_topic(UnitKind.MEDIATION), MEDIATION_EVENTS, COURT_MEDIATION, RISK_EVENTS, DEAD_LETTER),
         service_source("mediation")),
     Party("audit", (
         # the trace keeps everything that was sent, refused or not (全程留痕), even of unknown types

@@ -78,12 +78,14 @@ def summary_json(s: domain.CaseSummary) -> dict:
     }
 
 
-def record_json(r: domain.TraceRecord, personal: bool) -> dict:
-    """A timeline entry as the API shows it (personal data masked unless the role may see it)."""
+def record_json(r: domain.TraceRecord, personal: bool, grid_ids: bool = False) -> dict:
+    """A timeline entry as the API shows it (personal data masked unless the role may see it; grid
+    ids whole for `grid_ids`: an operator of the case's jurisdiction works with the grids)."""
     return {"seq": r.seq, "case_id": r.case_id, "type": r.type, "time": r.time.isoformat(), "source": r.source,
             "event_id": r.event_id, "topic": r.topic, "partition": r.partition, "offset": r.kafka_offset,
             "trace_id": r.trace_id, "actor": r.actor,
-            "data": r.data if personal else domain.mask_personal(r.data)}
+            "data": r.data if personal else domain.mask_personal(
+                r.data, keep=domain.GRID_KEYS if grid_ids else frozenset())}
 
 
 def feed_item(r) -> dict:
@@ -134,7 +136,7 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
             raise Problem(404, "No trace for this case")
         personal = grant.role in PERSONAL_DATA_ROLES
         return {"case_id": case_id, "personal_data": "shown" if personal else "masked",
-                "events": [record_json(r, personal) for r in records]}
+                "events": [record_json(r, personal, grid_ids=grant.role == "operator") for r in records]}
 
     @router.get("/cases", summary="Search cases: number, division, unit, holder, category, status, risk, "
                                   "supervision colour, overdue, escalated, opening date")
@@ -180,7 +182,7 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
     async def metrics(
         request: Request,
         grant: TokenGrant = Depends(readers),
-        by: Literal["unit", "town", "county", "grid"] = "unit",
+        by: Literal["unit", "town", "county", "grid", "channel"] = "unit",
         period: Literal["month", "quarter"] = "month",
         since: datetime | None = None,
         until: datetime | None = None,

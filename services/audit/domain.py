@@ -410,14 +410,18 @@ _TEXT_KEYS = {"title", "description", "note", "summary", "reason", "outcome", "a
 mask_text = personal.mask_text  # free text, as every service masks it
 
 
-def mask_personal(value: Any, key: str | None = None, in_text: bool = False) -> Any:
+GRID_KEYS = frozenset({"grid_id"})  # a grid id names a 网格, not a person: operators see it whole
+
+
+def mask_personal(value: Any, key: str | None = None, in_text: bool = False, keep: frozenset[str] = frozenset()) -> Any:
     """A copy of event data with personal data masked: numbers in free text, street addresses and grid
-    ids hidden, coordinates rounded to about a kilometre. Division codes, units and ids stay."""
+    ids hidden (except the place keys in `keep`), coordinates rounded to about a kilometre. Division
+    codes, units and ids stay."""
     if isinstance(value, dict):
-        return {k: mask_personal(v, k, in_text or k in _TEXT_KEYS) for k, v in value.items()}
+        return {k: mask_personal(v, k, in_text or k in _TEXT_KEYS, keep) for k, v in value.items()}
     if isinstance(value, list):
-        return [mask_personal(v, key, in_text) for v in value]
-    if key in _PLACE_KEYS and isinstance(value, str):
+        return [mask_personal(v, key, in_text, keep) for v in value]
+    if key in _PLACE_KEYS and key not in keep and isinstance(value, str):
         return value[:2] + "…" if value else value
     if key in _COORDINATE_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
         return round(value, 2)

@@ -43,7 +43,10 @@ async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[
     (per batch: one head read, one COPY, one summary read and one upsert)."""
     cases = {i.event.subject for i in items}
     heads = await storage.chain_heads(conn, cases)
-    summaries = await storage.load_summaries(conn, cases)
+    # a risk of the register has its own chain in the trace (keyed by its risk id) but is no case:
+    # it gets no case summary
+    summaries = await storage.load_summaries(conn, {i.event.subject for i in items
+                                                    if i.record.topic != topics.RISK_EVENTS})
     rows = []
     for item in items:
         ev, rec = item.event, item.record
@@ -58,6 +61,8 @@ async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[
         h = domain.chain_hash(prev, record, data_json)
         rows.append((record, data_json, prev, h, broker_time(rec)))
         heads[ev.subject] = (record.seq, h)
+        if rec.topic == topics.RISK_EVENTS:
+            continue
         summary = summaries.get(ev.subject) or domain.CaseSummary(case_id=ev.subject)
         summaries[ev.subject] = domain.fold(summary, ev.type, _as_dict(ev.data), ev.time)
     await storage.append_events(conn, rows)

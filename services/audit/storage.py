@@ -267,13 +267,19 @@ async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
 
 
 _GROUPS = {"unit": "d.unit_id", "town": "left(d.division, 9)", "county": "left(d.division, 6)",
-           "grid": "d.grid_id"}
+           # the grid of the dispatch's location (网格事件及时处置率), the channel the case came in by
+           "grid": "d.grid_id", "channel": "d.channel"}
+# groupings a dispatch may lack (no grid, or no case.received in the trace: a court referral)
+_OPTIONAL_GROUPS = {"grid", "channel"}
+_CHANNEL = ("(SELECT r.data->>'channel' FROM events r WHERE r.case_id = events.case_id"
+            " AND r.type = 'org.onewindow.case.received.v1' ORDER BY r.seq LIMIT 1)")
 
 
 async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
                   jurisdiction: list[str] | None = None) -> list[asyncpg.Record]:
-    """Command-centre figures from the trace, per unit, town, county or grid and per month or quarter
-    of Beijing time (the period is the Beijing date it starts on).
+    """Command-centre figures from the trace, per unit, town, county, grid or channel and per month or
+    quarter of Beijing time (the period is the Beijing date it starts on; by grid or channel: the
+    dispatches that have one).
 
     acknowledged on time: accepted by `acknowledge_by`, among dispatches accepted or past that time;
     handled on time (及时处置率): resolved by `resolve_by`, among dispatches resolved or past due;
@@ -289,7 +295,8 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
                    coalesce(data->>'role', 'lead') AS role, data->'location'->>'division_code' AS division,
                    data->'location'->>'grid_id' AS grid_id,
                    (data->>'acknowledge_by')::timestamptz AS ack_by, (data->>'resolve_by')::timestamptz AS res_by,
-                   coalesce(broker_time, time) AS at
+                   coalesce(broker_time, time) AS at, data->'location'->>'grid_id' AS grid_id,
+                   {_CHANNEL if by == "channel" else "NULL::text"} AS channel
             FROM events WHERE type = 'org.onewindow.case.dispatched.v1'
               AND ($2::timestamptz IS NULL OR coalesce(broker_time, time) >= $2)
               AND ($3::timestamptz IS NULL OR coalesce(broker_time, time) < $3)
@@ -335,6 +342,7 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
                coalesce(sum(med.finished), 0)::bigint AS mediation_finished
         FROM d LEFT JOIN fb USING (dispatch_id) LEFT JOIN esc USING (dispatch_id) LEFT JOIN cb USING (dispatch_id)
                LEFT JOIN med ON med.case_id = d.case_id AND med.unit_id = d.unit_id
+        {f"WHERE {key} IS NOT NULL" if by in _OPTIONAL_GROUPS else ""}
         GROUP BY 1, 2 ORDER BY 2 DESC, 1
         """,
         period, since, until, jurisdiction,

@@ -17,6 +17,7 @@ from datetime import timedelta
 from services.intake import domain, storage
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
+from shared.grids import GridDirectory, GridRefusal, load_grids
 from shared.http import Problem, may_act_in, require_roles
 from shared.identity import TokenGrant, actor_of
 from shared.settings import Settings
@@ -67,9 +68,11 @@ def _mask_id(number: str | None) -> str | None:
     return None if not number else number[:6] + "*" * 8 + number[-4:]
 
 
-def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
-    """Intake's HTTP routes; `extra_schemas` on the router holds the body's sub-schemas for OpenAPI."""
+def build_router(settings: Settings, divisions: DivisionDirectory, grids: GridDirectory | None = None) -> APIRouter:
+    """Intake's HTTP routes; `extra_schemas` on the router holds the body's sub-schemas for OpenAPI.
+    A grid worker's report is checked against the grid directory (`grids`, default the shared one)."""
     router = APIRouter(prefix="/v1")
+    grids = grids or load_grids()
     submitters = require_roles(settings, *domain.SUBMITTER_ROLES)
     readers = require_roles(settings, *domain.SUBMITTER_ROLES, "auditor")
     body_schema = CaseSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -93,7 +96,7 @@ def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
         except (ValueError, UnicodeDecodeError):
             raise Problem(400, "Malformed JSON", "the body is not a JSON document") from None
         try:
-            submission = domain.validate_submission(data, divisions)
+            submission = domain.validate_submission(data, divisions, grids)
         except ValidationError as exc:
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         if not domain.may_submit(grant.role, submission.channel):
@@ -103,6 +106,11 @@ def build_router(settings: Settings, divisions: DivisionDirectory) -> APIRouter:
                           " at the window")
         if not may_act_in(grant, submission.location.division_code):
             raise Problem(403, "Outside jurisdiction", "this token may not submit cases for that division")
+        if grant.role == "grid":
+            try:
+                submission = domain.grid_report(submission, grids, grant.subject, grant.grid)
+            except GridRefusal as exc:
+                raise Problem(403, "Outside your grid", str(exc)) from None
         outcome = await request.app.state.writer.submit(
             domain.Pending(submission, idempotency_key, grant.subject, current_traceparent(), actor=actor_of(grant))
         )

@@ -20,6 +20,7 @@ from shared.contracts import AttachmentRef, CaseDuplicateReported, CaseReceived,
 from shared.contracts.events import CaseRated, ReopenRequested
 from shared.contracts.submissions import CaseSubmission
 from shared.divisions import DivisionDirectory
+from shared.grids import GridDirectory, grid_of_report
 
 SOURCE = "/onewindow/intake"
 CHINA_TZ = timezone(timedelta(hours=8))  # case numbers carry the local (Beijing) date
@@ -58,9 +59,10 @@ def may_read(role: str, reader: str, submitted_by: str) -> bool:
     return role in STAFF_ROLES or submitted_by == reader
 
 
-def validate_submission(data: object, divisions: DivisionDirectory) -> CaseSubmission:
-    """The submission contract, division codes checked against the directory."""
-    return CaseSubmission.model_validate(data, context={"divisions": divisions})
+def validate_submission(data: object, divisions: DivisionDirectory, grids: GridDirectory | None = None) -> CaseSubmission:
+    """The submission contract, division codes checked against the directory (and grid ids against
+    the grid directory when given)."""
+    return CaseSubmission.model_validate(data, context={"divisions": divisions, "grids": grids})
 
 
 def fingerprint(sub: CaseSubmission) -> str:
@@ -419,3 +421,11 @@ def reopen_event(case_id: UUID, case_number: str, reason: str, since: datetime |
     about the same closure is the same request)."""
     return (ReopenRequested(case_id=case_id, case_number=case_number, reason=reason),
             derive_id(SOURCE, case_id, "reopen", since.isoformat() if since else ""))
+
+
+def grid_report(sub: CaseSubmission, grids: GridDirectory, subject: str, token_grid: str | None) -> CaseSubmission:
+    """A grid worker's report (role grid, channel grid), placed in the worker's grid: the grid comes
+    from the token or the grid directory, never from the body. Raises GridRefusal when the report
+    lies outside the worker's grid."""
+    grid = grid_of_report(grids, subject, token_grid, sub.location.division_code, sub.location.grid_id)
+    return sub.model_copy(update={"location": sub.location.model_copy(update={"grid_id": grid.id})})

@@ -11,6 +11,7 @@ from services.intake import domain
 from services.intake.api import MAX_BODY, build_router
 from services.intake.handlers import GroupWriter, project_status, submissions_handler
 from shared.divisions import load_divisions
+from shared.grids import load_grids
 from shared.runtime import ServiceRuntime, service_app
 from shared.settings import Settings
 
@@ -21,6 +22,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Intake: HTTP window and `intake.submissions` → cases (+ outbox) → `intake.cases`."""
     settings = settings or Settings()
     divisions = load_divisions()
+    grids = load_grids()
+    grids.check_divisions(divisions)  # a grid in no known village is a master-data error: refuse to start
     policy = domain.DuplicatePolicy(timedelta(hours=settings.duplicate_window_hours), settings.duplicate_threshold)
     app: FastAPI | None = None
 
@@ -36,12 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings,
         MIGRATIONS,
         # Intake accepts HTTP submissions while Kafka is down: its consumers wait for the broker.
-        handlers={"intake": submissions_handler(divisions, policy), "intake-status": project_status},
+        handlers={"intake": submissions_handler(divisions, policy, grids), "intake-status": project_status},
         after_start=after_start,
         before_stop=before_stop,
         consumers_optional=True,
     )
-    router = build_router(settings, divisions)
+    router = build_router(settings, divisions, grids)
     app = service_app(runtime, title="OneWindow intake", routers=[router], max_body=MAX_BODY)
     _publish_body_schemas(app, router.extra_schemas)
     return app

@@ -16,6 +16,7 @@ from shared.cloudevents import Actor, derive_id, utcnow
 from shared.contracts import SubmissionRejected
 from shared.contracts.submissions import SUBMISSION_TYPE
 from shared.divisions import DivisionDirectory
+from shared.grids import GridDirectory
 from shared.messaging.consumer import BatchHandler, Inbound, dead_letter_record
 from shared.messaging.outbox import Emitter, Outgoing, add_records_to_outbox
 from shared.messaging.producer import Record
@@ -110,7 +111,8 @@ class GroupWriter:
                 fut.set_result(outcome)
 
 
-def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePolicy) -> BatchHandler:
+def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePolicy,
+                        grids: GridDirectory | None = None) -> BatchHandler:
     """Kafka submissions: valid ones become cases like HTTP ones; invalid ones are answered with a
     rejection to the submitter and dead-lettered — both through the outbox, atomically."""
 
@@ -133,7 +135,7 @@ def submissions_handler(divisions: DivisionDirectory, policy: domain.DuplicatePo
                 refuse(item, [{"field": "ce_type", "detail": reason}], reason)
                 continue
             try:
-                submission = domain.validate_submission(ev.data, divisions)
+                submission = domain.validate_submission(ev.data, divisions, grids)
             except ValidationError as exc:
                 errors = [{"field": ".".join(map(str, e["loc"])), "detail": e["msg"]} for e in exc.errors()]
                 refuse(item, errors, f"invalid submission: {errors}"[:2000])

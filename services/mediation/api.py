@@ -1,16 +1,21 @@
-"""The mediators' HTTP API (role mediator: a token's subject is the mediator id) and the command
-centre's figures (role operator or auditor, of the disputes within the token's jurisdiction)."""
+"""The mediators' HTTP API (role mediator: a token's subject is the mediator id), the command
+centre's figures (role operator or auditor, of the disputes within the token's jurisdiction) and the
+risk register (operators in jurisdiction list, read, open and act on risks; auditors read; refused
+transitions are answered 409)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.mediation import domain, handlers, storage
+from services.mediation import domain, handlers, risk_handlers, risks, storage
 from shared.cloudevents import utcnow
-from shared.http import Problem, jurisdiction, require_roles
+from shared.contracts.events import RiskGrade, RiskStatus
+from shared.http import Problem, jurisdiction, may_act_in, require_roles
 from shared.identity import TokenGrant, actor_of
 from shared.settings import Settings
 
@@ -65,5 +70,99 @@ def build_api(settings: Settings, directory: domain.Directory) -> APIRouter:
         scope = jurisdiction(grant)
         rows = [dict(r) for r in await storage.figures(pool, scope)]
         return domain.committee_figures(rows, await storage.open_loads(pool, scope), directory)
+
+    return api
+
+
+# ---------------------------------------------------------------- the risk register
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class NewRisk(BaseModel):
+    """An operator puts related cases on the register (no personal data in the title)."""
+
+    model_config = ConfigDict(extra="forbid")
+    case_ids: Annotated[list[UUID], Field(min_length=1, max_length=100)]
+    title: Text
+    assessment: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class GuardianIn(BaseModel):
+    """包保: a named leader and the unit answerable."""
+
+    model_config = ConfigDict(extra="forbid")
+    leader: Text
+    unit_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class CareIn(BaseModel):
+    """三色户: a household (by its register reference, never a name) under care, and who carries it."""
+
+    model_config = ConfigDict(extra="forbid")
+    household: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    colour: Literal["red", "yellow", "green"]
+    level: Literal["village", "town", "county"]
+
+
+class RiskAct(BaseModel):
+    """An act on a risk with what it records."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["assess", "guard", "resolve", "close", "escalate", "care"]
+    assessment: Annotated[float, Field(ge=0, le=1)] | None = None
+    guardian: GuardianIn | None = None
+    care: CareIn | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=2000)] | None = None
+
+
+def risk_view(r: risks.Risk) -> dict:
+    """A risk as the API shows it."""
+    return {"risk_id": r.risk_id, "division_code": r.division_code, "title": r.title, "matter": r.matter,
+            "origin": r.origin, "status": r.status.value, "case_ids": r.case_ids, "score": r.score,
+            "colour": r.colour.value, "factors": r.factors, "guardian": r.guardian, "care": r.care,
+            "opened_at": r.opened_at.isoformat(), "history": r.history}
+
+
+def build_risk_api(settings: Settings, register: risk_handlers.Register) -> APIRouter:
+    """Routes of the register."""
+    api = APIRouter(prefix="/v1/risks", tags=["risks"])
+    readers = require_roles(settings, "operator", "auditor")
+    operators = require_roles(settings, "operator")
+
+    @api.get("", summary="The register (open first, highest score first) within the token's jurisdiction")
+    async def listing(request: Request, grant: TokenGrant = Depends(readers), status: RiskStatus | None = None,
+                      colour: RiskGrade | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+        found = await storage.risk_listing(request.app.state.runtime.pool, jurisdiction(grant),
+                                           status.value if status else None, colour.value if colour else None, limit)
+        return {"risks": [risk_view(r) for r in found]}
+
+    @api.get("/{risk_id}", summary="One risk with its history")
+    async def one(risk_id: UUID, request: Request, grant: TokenGrant = Depends(readers)) -> dict:
+        async with request.app.state.runtime.pool.acquire() as conn:
+            risk = await storage.load_risk(conn, str(risk_id))
+        if risk is None or not may_act_in(grant, risk.division_code):
+            raise Problem(404, "Risk not found", "no such risk within your divisions")
+        return risk_view(risk)
+
+    @api.post("", status_code=201, summary="Put related cases on the register as one risk")
+    async def create(body: NewRisk, request: Request, grant: TokenGrant = Depends(operators)) -> dict:
+        runtime = request.app.state.runtime
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            risk = await risk_handlers.identify(conn, register, [str(c) for c in body.case_ids], body.title,
+                                                body.assessment, lambda d: may_act_in(grant, d), actor_of(grant))
+        runtime.relay.wake()
+        return risk_view(risk)
+
+    @api.post("/{risk_id}/actions", summary="Assess, assign 包保, resolve, close, escalate, put a household under care")
+    async def act(risk_id: UUID, body: RiskAct, request: Request, grant: TokenGrant = Depends(operators)) -> dict:
+        runtime = request.app.state.runtime
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            risk = await risk_handlers.act(
+                conn, register, str(risk_id), body.action, lambda d: may_act_in(grant, d), actor_of(grant),
+                assessment=body.assessment, guardian=body.guardian.model_dump() if body.guardian else None,
+                care=body.care.model_dump() if body.care else None, reason=body.reason)
+        runtime.relay.wake()
+        return risk_view(risk)
 
     return api

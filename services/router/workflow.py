@@ -11,12 +11,12 @@ Every event id derives from what caused it (`derive_id`), so a replay or a retry
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable, Protocol
 from uuid import UUID
 
-from services.router import domain, lifecycle
+from services.router import domain, grids as grid_units, lifecycle
 from services.router.triage import OTHER_KIND, OUT_OF_SCOPE, Candidate, Prediction, TriageModel
 from shared import topics
 from shared.cloudevents import Actor, derive_id, utcnow
@@ -64,6 +64,7 @@ from shared.contracts import (
     TriageExplanation,
 )
 from shared.divisions import DivisionDirectory
+from shared.grids import GridDirectory, load_grids
 from shared.refusals import ActionRefused
 
 SOURCE = "/onewindow/router"
@@ -122,6 +123,7 @@ class RoutingDesk:
     divisions: DivisionDirectory
     model: TriageModel | None = None
     now: Callable[[], datetime] = utcnow  # the wall clock of decisions (events' times, re-plans' deadlines)
+    grids: GridDirectory = field(default_factory=load_grids)  # the grids and their access list
 
     @property
     def model_version(self) -> str | None:
@@ -276,6 +278,7 @@ class RoutingDesk:
             self.remember_reading(state, decision, None)
             return self.to_manual(fx, state, decision.reason, cause.event_id, cause.traceparent,
                                   decision.candidates, decision.model_version)
+        decision = grid_units.grid_first(decision, case.location.grid_id, self.grids, self.units)  # 小事不出格
         if decision.triage is None:
             chosen_by = "channel"
         else:
@@ -344,6 +347,8 @@ class RoutingDesk:
         matter whose transfers are reviewed (转办审核) the transfer waits for an operator first."""
         state, d = self._feedback(fx, fb.dispatch_id, fb.unit_id, cause)
         target = self._transfer_target(state, fb.target_unit_id, fb.target_kind)
+        if (why := grid_units.grid_refusal(target, state.category, self.grids)) is not None:
+            raise EventRefused(f"transfer refused: {why}")
         if self._hold_for_review(fx, state, d, "transfer", fb.reason, cause, target_unit_id=target.id,
                                  target_kind=fb.target_kind):
             return
@@ -731,10 +736,12 @@ class RoutingDesk:
             if not (category_text and unit):
                 raise ActionRefused(422, "Category required",
                                     "name a catalogue category, or a unit and a free-text category")
+            grid_units.check_grid_dispatch(unit, None, self.grids)
             return domain.uncatalogued(self.catalogue, unit, category_text), unit
         cat = self.catalogue.get(category)
         if cat is None:
             raise ActionRefused(422, "Unknown category", f"{category!r} is not in catalogue {self.catalogue.version}")
+        grid_units.check_grid_dispatch(unit, cat.code, self.grids)
         return cat, unit
 
     def citizen_rated(self, fx: Outcome, rating: CaseRated, cause: Cause) -> None:

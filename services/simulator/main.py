@@ -31,7 +31,7 @@ from shared.settings import Settings, tool_settings
 from shared.telemetry import setup_telemetry
 
 log = logging.getLogger("onewindow.simulator")
-EXTERNAL_KINDS = [topics.UnitKind.POLICE, topics.UnitKind.COURT, topics.UnitKind.PETITION]
+EXTERNAL_KINDS = [topics.UnitKind.POLICE, topics.UnitKind.COURT, topics.UnitKind.PETITION, topics.UnitKind.GRID]
 
 
 def feedback(dispatch: CaseDispatched, step: str, traceparent: str | None) -> Record:

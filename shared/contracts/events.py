@@ -27,6 +27,7 @@ class UnitKind(StrEnum):
     COURT = "court"
     PETITION = "petition"
     MEDIATION = "mediation"
+    GRID = "grid"  # a grid (网格) handles the minor matters its access list admits (小事不出格)
 
 
 class Channel(StrEnum):
@@ -738,3 +739,79 @@ EVENT_MODELS: dict[str, type[Contract]] = {
 def model_for(event_type: str) -> type[Contract]:
     """The contract model of an event type; KeyError for a type OneWindow does not know."""
     return EVENT_MODELS[event_type]
+
+
+# ---------------------------------------------------------------- the risk register (mediation.risks)
+# A risk (重大不稳定问题 / 矛盾纠纷) is its own entity: subject and Kafka key are the risk id.
+
+
+class RiskStatus(StrEnum):
+    """A risk's lifecycle: identified → assessed → guarded (包保) → resolving → closed or escalated."""
+
+    IDENTIFIED = "identified"
+    ASSESSED = "assessed"
+    GUARDED = "guarded"
+    RESOLVING = "resolving"
+    CLOSED = "closed"
+    ESCALATED = "escalated"
+
+
+class RiskGrade(StrEnum):
+    """五色预警: the grade of a risk's weighted score, most serious first."""
+
+    RED = "red"
+    ORANGE = "orange"
+    YELLOW = "yellow"
+    BLUE = "blue"
+    GREEN = "green"
+
+
+class Guardian(BaseModel):
+    """包保: the named leader and the unit answerable for a risk until it is settled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    leader: ShortText
+    unit_id: ShortText
+
+
+class RiskEvent(Contract):
+    """An event about a risk of the register: subject and key are the risk id."""
+
+    risk_id: UUID
+    division_code: DivisionCode
+    case_ids: list[UUID]
+    score: Annotated[float, Field(ge=0, le=100)]
+    colour: RiskGrade
+    at: datetime
+
+    def subject(self) -> str:
+        return str(self.risk_id)
+
+
+class RiskIdentified(RiskEvent):
+    """A risk entered the register: put there by an operator from cases, or opened by mediation when
+    related cases clustered (origin "cluster"). The title carries no personal data."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.risk.identified.v1"
+
+    title: ShortText
+    matter: str | None = None  # the catalogue category the cases share
+    origin: Literal["operator", "cluster"]
+    status: Literal[RiskStatus.IDENTIFIED] = RiskStatus.IDENTIFIED
+
+
+class RiskChanged(RiskEvent):
+    """A risk moved along its lifecycle, was rescored, or gained cases (every change is one)."""
+
+    EVENT_TYPE: ClassVar[str] = "org.onewindow.risk.changed.v1"
+
+    status: RiskStatus
+    previous_status: RiskStatus
+    previous_score: Annotated[float, Field(ge=0, le=100)]
+    previous_colour: RiskGrade
+    guardian: Guardian | None = None
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+
+
+EVENT_MODELS.update({m.EVENT_TYPE: m for m in (RiskIdentified, RiskChanged)})

@@ -2,7 +2,8 @@
 
 Used by `POST /v1/cases` and by the `intake.submissions` topic alike. Division codes are checked
 against the division directory when the caller passes it as validation context
-(`{"divisions": DivisionDirectory}`), so the contract itself does no I/O.
+(`{"divisions": DivisionDirectory}`, and grid ids against `{"grids": GridDirectory}`), so the
+contract itself does no I/O.
 """
 
 from __future__ import annotations
@@ -86,6 +87,19 @@ class SubmittedLocation(BaseModel):
         if divisions is not None and divisions.get(value) is None:
             raise ValueError("unknown administrative division code")
         return value
+
+    @model_validator(mode="after")
+    def _known_grid(self, info: ValidationInfo) -> "Location":
+        # a grid named must be one of the grid directory's (context {"grids": GridDirectory}), in
+        # the division given: a free-text grid would count in no grid's figures, or in another's
+        grids = (info.context or {}).get("grids")
+        if grids is not None and self.grid_id is not None:
+            grid = grids.get(self.grid_id)
+            if grid is None:
+                raise ValueError("unknown grid")
+            if grid.division != self.division_code:
+                raise ValueError(f"grid {self.grid_id} lies in {grid.division}, not in {self.division_code}")
+        return self
 
 
 class Attachment(BaseModel):

@@ -97,3 +97,10 @@ def test_events_recorded_out_of_order_across_topics_do_not_step_the_status_back(
     fold(s, P + "case.closed.v1", {"dispatch_id": "d1"}, T0 + timedelta(hours=2))
     fold(s, P + "dispatch.progress.v1", {"dispatch_id": "d1"}, T0 + timedelta(hours=2))
     assert s.status == "closed"
+
+
+def test_operators_see_grid_ids_whole_and_addresses_stay_masked():
+    data = {"location": {"division_code": "339901001001", "grid_id": "339901001001-01", "address": "柳岸路12号"}}
+    assert mask_personal(data)["location"]["grid_id"] == "33…"
+    kept = mask_personal(data, keep=frozenset({"grid_id"}))["location"]
+    assert kept == {"division_code": "339901001001", "grid_id": "339901001001-01", "address": "柳岸…"}

@@ -96,7 +96,11 @@ def test_a_dispatch_to_an_unknown_or_full_committee_says_why():
 
 def test_the_event_map_takes_exactly_what_arrives_on_mediations_topics():
     from services.mediation.handlers import EVENT_HANDLERS
+    from services.mediation.risk_handlers import TAKES
     from shared import topics
 
-    arriving = {t for topic in topics.SERVICES["mediation"].consumes for t in topics.PUBLISHERS[topic].types}
-    assert set(EVENT_HANDLERS) == arriving
+    def arriving(group: str) -> set[str]:
+        return {t for topic in topics.SERVICES["mediation"].consumer(group).topics for t in topics.PUBLISHERS[topic].types}
+
+    assert set(EVENT_HANDLERS) == arriving("mediation")
+    assert set(TAKES) == arriving("mediation-risks")
