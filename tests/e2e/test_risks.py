@@ -5,10 +5,13 @@ refused transitions answered 409; every change is an event with its actor in aud
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from services.audit.domain import mask_text
 from services.mediation import risks
 from tests.conftest import OPERATOR, auth, unique
 
@@ -71,6 +74,12 @@ def test_three_related_cases_open_one_risk_scored_by_the_weights(stack):
     changed = _wait(lambda: [e for e in stack.timeline(risk["risk_id"])
                              if e["type"] == "org.onewindow.risk.changed.v1"])
     assert changed[0]["data"]["previous_score"] == score and changed[0]["data"]["score"] == grown["score"]
+    # 日研判: today's digest of the county lists the new risk (read from audit's trace), as new and rising
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    listed = mask_text(risk["title"])  # the digest masks free text like every page of audit's
+    _wait(lambda: (lambda r: r.status_code == 200 and listed in r.text)(
+        httpx.get(f"{stack.url('audit')}/v1/reports/daily", params={"division": "339901", "day": today},
+                  headers=OPERATOR, timeout=20)))
 
 
 def test_an_operators_risk_runs_its_lifecycle_and_refuses_what_its_state_does_not_allow(stack):
