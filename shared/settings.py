@@ -88,6 +88,19 @@ class Settings(BaseSettings):
     db_acquire_timeout_seconds: float = Field(default=5.0, gt=0)  # then 503 + Retry-After, not a hang
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)  # 0 = none
     intake_queue_max: int = Field(default=1000, ge=1)  # HTTP submissions waiting for the writer; then 503
+    # --- the operator console (docs/console.md). It is served by audit and calls router and intake on
+    # their own origins: those services answer CORS for these origins only (none: no cross-origin calls).
+    console_origins: list[str] = Field(default_factory=list)
+    console_router_url: str | None = None  # as the operator's browser reaches it
+    console_intake_url: str | None = None
+    console_jaeger_url: str | None = None  # trace ids link to <url>/trace/<id> when set
+    # Sign-in: OpenID Connect authorization code + PKCE with the identity provider (a public client);
+    # the endpoints default to the issuer's discovery document when only the client id is set.
+    console_oidc_client_id: str | None = None
+    console_oidc_authorization_endpoint: str | None = None
+    console_oidc_token_endpoint: str | None = None
+    # Development only: a token form (and #token= sign-in links). Never on in production.
+    console_dev_signin: bool = False
 
     def kafka_client_options(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client (producer, consumer, admin)."""
