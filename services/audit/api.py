@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from services.audit import domain, handlers, storage
+from shared.divisions import load_divisions
 from shared.http import Problem, jurisdiction, may_act_in, require_roles
 from shared.identity import TokenGrant
 from shared.refusals import Overloaded
@@ -146,6 +147,13 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
     async def division_shapes() -> FileResponse:
         """The sample city's division boundaries (synthetic; shared/reference/divisions.geojson)."""
         return FileResponse(DIVISION_SHAPES, media_type="application/geo+json")
+
+    @router.get("/console/divisions.json", include_in_schema=False)
+    async def division_names() -> dict:
+        """Division codes and names (shared master data), for the console's labels."""
+        directory = load_divisions()
+        return {"version": directory.version,
+                "divisions": [{"code": d.code, "name": d.name, "level": d.level} for d in directory.division]}
 
     @router.get("/console/{name:path}", include_in_schema=False)
     async def console_file(name: str) -> FileResponse:
