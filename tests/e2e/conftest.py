@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -87,11 +86,8 @@ OIDC_TOKEN = f"{ISSUER.issuer}/token"
 
 
 def console_env(ports: dict[str, int]) -> dict[str, str]:
-    """The console served by audit calls router and intake on their ports (CORS for audit's origin)."""
-    audit, url = f"http://127.0.0.1:{ports['audit']}", lambda name: f"http://127.0.0.1:{ports[name]}"
-    return {"ONEWINDOW_CONSOLE_ORIGINS": json.dumps([audit]), "ONEWINDOW_CONSOLE_ROUTER_URL": url("router"),
-            "ONEWINDOW_CONSOLE_INTAKE_URL": url("intake"), "ONEWINDOW_CONSOLE_DEV_SIGNIN": "true",
-            "ONEWINDOW_CONSOLE_OIDC_CLIENT_ID": "onewindow-console",
+    """The console as `onewindow dev` runs it (token form on), plus an OIDC client."""
+    return {**devstack.console_env(ports, dev_signin=True), "ONEWINDOW_CONSOLE_OIDC_CLIENT_ID": "onewindow-console",
             "ONEWINDOW_CONSOLE_OIDC_AUTHORIZATION_ENDPOINT": OIDC_AUTHORIZE,
             "ONEWINDOW_CONSOLE_OIDC_TOKEN_ENDPOINT": OIDC_TOKEN}
 
