@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import struct
 import time
 import tomllib
@@ -89,6 +90,14 @@ def _confirm(page) -> None:
 
 def _router(stack, case_id: str) -> dict:
     return httpx.get(f"{stack.url('router')}/v1/cases/{case_id}", headers=OPERATOR, timeout=10).json()
+
+
+def _wait_for(stack, case_id: str, event_type: str, count: int = 1, timeout: float = 30.0) -> None:
+    """Until the case's timeline holds `count` events of a type (the simulator may already be past it)."""
+    deadline = time.monotonic() + timeout
+    while sum(e["type"] == event_type for e in stack.timeline(case_id)) < count:
+        assert time.monotonic() < deadline, f"{case_id}: no {count} × {event_type}"
+        time.sleep(0.2)
 
 
 def _submit(stack, text: str, division: str) -> dict:
@@ -179,7 +188,7 @@ def test_unsatisfied_callback_and_the_rework_on_the_case_page(browser, stack):
         page.locator("button[data-act=callback][data-outcome=unsatisfied]").click()
         _confirm(page)
         expect(page.locator(".done")).to_be_visible(timeout=10_000)
-        stack.wait_timeline(case["case_id"], "org.onewindow.case.dispatched.v1", timeout=30)
+        _wait_for(stack, case["case_id"], "org.onewindow.case.dispatched.v1", count=2)  # the rework
         page.click("#nav button[data-view=case]")
         page.fill("#number", case["case_number"])
         page.click("#search")
@@ -227,7 +236,7 @@ def test_the_map_colours_a_town_when_a_case_there_goes_overdue(browser, stack):
         colour_before = _map_colour(page, town)
 
         case = _submit(stack, "商场门口有人打架，有人受伤", "339902004001")
-        stack.wait_timeline(case["case_id"], "org.onewindow.case.dispatched.v1", timeout=30)
+        _wait_for(stack, case["case_id"], "org.onewindow.case.dispatched.v1")
         # the clock runs out: its due time moved into the past, the router's supervision finds it red
         _off_the_loop(stack.sql, "UPDATE router.clocks SET due_at = now() - interval '1 minute', next_check = now()"
                       " WHERE case_id = $1::uuid", case["case_id"])
@@ -284,6 +293,8 @@ def test_an_operator_of_one_county_sees_nothing_of_another(browser, stack):
     mine = _submit(stack, "小区门口的路灯坏了一个多星期了，晚上走路看不见", "339902002003")  # 西山县
     for c in (theirs, mine):
         _wait_in_queue(stack, "manual", c["case_id"])
+    dispatched = _submit(stack, "商场门口有人打架，有人受伤", "339902001001")  # 城关镇: a figure for the rankings
+    _wait_for(stack, dispatched["case_id"], "org.onewindow.case.dispatched.v1")
     page = _signed_in(browser, stack, "operator-token-xishan")
     try:
         expect(page.locator("#queue tr", has_text=mine["case_number"])).to_be_visible(timeout=10_000)
@@ -313,8 +324,21 @@ def test_an_operator_of_one_county_sees_nothing_of_another(browser, stack):
         codes = page.locator("#map-table tr").evaluate_all("rows => rows.map(r => r.dataset.code)")
         assert codes and all(c.startswith("339902") for c in codes), codes
         page.select_option("#rank-by", "town")
-        page.wait_for_timeout(1000)
+        expect(page.locator("#ranking tbody tr[data-key]").first).to_have_attribute(
+            "data-key", re.compile(r"^\d+$"), timeout=10_000)  # towns, not the units shown before
         keys = page.locator("#ranking tbody tr[data-key]").evaluate_all("rows => rows.map(r => r.dataset.key)")
-        assert all(k.startswith("339902") for k in keys), keys
+        assert keys and all(k.startswith("339902") for k in keys), keys
+        # the figures behind the map and the trend charts are cut to the jurisdiction in the API
+        audit = stack.url("audit")
+        overview = httpx.get(f"{audit}/v1/overview/divisions", params={"level": "county"},
+                             headers=auth("operator-token-xishan"), timeout=10).json()["divisions"]
+        assert [d["code"] for d in overview] in ([], ["339902"])
+        trend = lambda who: httpx.get(f"{audit}/v1/trends", params={"by": "channel", "days": 1},  # noqa: E731
+                                      headers=auth(who), timeout=10).json()
+        city, county = trend("operator-token-0001"), trend("operator-token-xishan")
+        received = lambda t: sum(t["received"].get("hotline", [0]))  # noqa: E731
+        closed = lambda t: sum(t["closed"].get("hotline", [0]))  # noqa: E731
+        assert received(county) >= 1 and closed(county) >= 1  # their own case came in and was closed today
+        assert received(city) > received(county) and closed(city) > closed(county)  # the other county's too
     finally:
         page.close()
