@@ -94,6 +94,20 @@ const STATUS = {
         resolution_review: "办结审核" },
   en: {},
 };
+// Event names as an operator says them (the type stays visible in English).
+const EVENT_NAMES = { "case.received": "受理", "case.duplicate_reported": "重复件", "case.routed": "分拨",
+  "case.manual_triage_required": "转人工分拨", "case.triage_corrected": "分拨更正", "case.dispatched": "派发",
+  "dispatch.accepted": "签收", "dispatch.resolved": "办结", "dispatch.returned": "退回", "dispatch.transferred": "转办",
+  "dispatch.progress": "进展", "supervision.notice": "督办", "case.escalated": "升级", "case.callback_recorded": "回访",
+  "case.reopened": "重办", "case.closed": "结案", "case.closed_directly": "直接办结", "case.refused": "不予受理",
+  "case.merged": "并单", "dispatch.resolution_reviewed": "办结审核", "dispatch.urged": "催办", "dispatch.clock_paused": "暂停计时",
+  "dispatch.clock_resumed": "恢复计时", "dispatch.extension_requested": "延期申请", "dispatch.extension_decided": "延期审批",
+  "mediation.transitioned": "调解", "court.referral": "诉前调解", "court.confirmation_decided": "司法确认",
+  "mediation.to_court": "调解转诉讼", "feedback.rejected": "反馈被拒" };
+const eventName = (type) => {
+  const short = type.replace("org.onewindow.", "").replace(/\.v\d+$/, "");
+  return lang === "zh" && EVENT_NAMES[short] ? `${EVENT_NAMES[short]} ${short}` : short;
+};
 const DISPOSITIONS = ["answered", "information_given", "resolved_on_the_spot", "not_government_matter", "in_litigation",
                       "handled_already", "insufficient_information", "unlawful_demand", "other"];
 const DISPOSITION_NAMES = { answered: "咨询已答复", information_given: "已告知办理途径", resolved_on_the_spot: "当场解决",
@@ -391,7 +405,7 @@ async function openCase(caseId) {
   const explanation = routed?.data?.explanation || routed?.data?.triage || null;
   const jaeger = state.config.jaeger_url && trace ? `<a href="${esc(state.config.jaeger_url.replace(/\/$/, ""))}/trace/${esc(trace)}" target="_blank" rel="noopener">${esc(trace)}</a>` : esc(trace);
   const n = verified.findings.length;
-  const riskWhy = [...(received?.data?.risk_flags || []), ...(routing?.rule_ids || [])];
+  const riskWhy = received?.data?.risk_flags || [];  // what intake flagged (weapons, crowds, self-harm …)
   $("case").innerHTML = `<div class="case-grid"><div class="panel">
     <h3>${t("case.facts")}</h3><dl class="facts">
       <dt>${t("f.number")}</dt><dd id="case-number">${esc(summary.case_number)}</dd>
@@ -420,7 +434,7 @@ async function openCase(caseId) {
       <span class="note">${verified.counts.records} / ${verified.counts.checkpoints} / ${verified.counts.guards} · ${esc(verified.checked_at)}</span></p>
     <ul id="findings">${verified.findings.map((f) => `<li class="broken">${esc(f.kind)}: ${esc(f.detail)}</li>`).join("")}</ul>
   </div><div class="panel"><h3>${t("case.timeline")}</h3><table class="rows small" id="timeline"><tbody>` +
-    events.map((e) => `<tr><td>${esc(when(e.time))}</td><td>${esc(e.type.replace("org.onewindow.", "").replace(/\.v\d+$/, ""))}</td>` +
+    events.map((e) => `<tr><td>${esc(when(e.time))}</td><td>${esc(eventName(e.type))}</td>` +
       `<td>${esc(e.actor ? `${e.actor.id} (${e.actor.role})` : e.source)}</td><td>${esc(eventNote(e))}</td></tr>`).join("") +
     "</tbody></table></div></div>";
 }
@@ -579,7 +593,7 @@ async function loadBoard() {
 let refreshTimer = null;
 function onEvent(ev) {
   const line = document.createElement("div");
-  line.textContent = `${ev.time.slice(11, 19)} ${ev.type.replace("org.onewindow.", "").replace(/\.v\d+$/, "")} ${ev.case_number || ev.case_id} ${ev.unit_id ? unitName(ev.unit_id) : ""}`;
+  line.textContent = `${ev.time.slice(11, 19)} ${eventName(ev.type)} ${ev.case_number || ev.case_id} ${ev.unit_id ? unitName(ev.unit_id) : ""}`;
   $("feed").prepend(line);
   while ($("feed").childElementCount > 500) $("feed").lastChild.remove();
   clearTimeout(refreshTimer);  // the open view follows the events, at most twice a second
