@@ -10,6 +10,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -102,9 +103,21 @@ def feed_item(r) -> dict:
             "clock": data.get("clock"), "colour": data.get("colour")}
 
 
-# The console is never framed, never sniffed, and sends no referrer (its URL may carry a sign-in code).
-CONSOLE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-                   "X-Frame-Options": "DENY"}
+def _origin(url: str | None) -> str | None:
+    parts = urlsplit(url) if url else None
+    return f"{parts.scheme}://{parts.netloc}" if parts and parts.scheme and parts.netloc else None
+
+
+def console_headers(settings: Settings) -> dict[str, str]:
+    """The page's headers: scripts only from audit itself; data only from audit, router, intake and
+    the identity provider; never framed or sniffed; no referrer (its URL may carry a sign-in code)."""
+    talks_to = {_origin(u) for u in (settings.console_router_url, settings.console_intake_url,
+                                     settings.console_oidc_token_endpoint, settings.auth_issuer)} - {None}
+    connect = " ".join(["'self'", *sorted(talks_to)])
+    policy = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+              f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+    return {"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY"}
 
 
 def console_config_of(settings: Settings) -> dict:
@@ -131,11 +144,12 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
     key = settings.signing_key()
     feeds = FeedSlots(settings.feed_max_connections)
     verifications = verifications if verifications is not None else handlers.VerificationJobs()
+    page_headers = console_headers(settings)
 
     @router.get("/console", include_in_schema=False)
     async def console() -> HTMLResponse:
         """The operator console (a static page; every data call it makes carries the operator's token)."""
-        return HTMLResponse((CONSOLE / "index.html").read_text(encoding="utf-8"), headers=CONSOLE_HEADERS)
+        return HTMLResponse((CONSOLE / "index.html").read_text(encoding="utf-8"), headers=page_headers)
 
     @router.get("/console/config.json", include_in_schema=False)
     async def console_config() -> dict:

@@ -76,11 +76,23 @@ def browser():
 def _signed_in(browser, stack, token_name: str = "operator-token-0001"):
     """A page of the console signed in with the development token form (on in the test stack)."""
     page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    _watch(page)
     page.goto(f"{stack.url('audit')}/v1/console")
     page.fill("#token", TOKENS[token_name])
     page.click("#connect")
     expect(page.locator("#status")).to_have_text("实时", timeout=15_000)
     return page
+
+
+def _watch(page) -> None:
+    """Collect what must never happen on the page: uncaught script errors and blocked loads (CSP)."""
+    page.broken = []
+    page.on("pageerror", lambda e: page.broken.append(str(e)))
+    page.on("console", lambda m: page.broken.append(m.text) if "Content Security Policy" in m.text else None)
+
+
+def _clean(page) -> None:
+    assert not page.broken, page.broken
 
 
 def _confirm(page) -> None:
@@ -111,6 +123,7 @@ def test_sign_in_with_the_identity_provider_code_and_pkce(browser, stack):
     endpoint, and keeps the token out of the address bar. The identity provider is played here."""
     seen: dict = {}
     page = browser.new_page(viewport=VIEWPORT)
+    _watch(page)
 
     def authorize(route):
         q = {k: v[0] for k, v in parse_qs(urlsplit(route.request.url).query).items()}
@@ -138,6 +151,7 @@ def test_sign_in_with_the_identity_provider_code_and_pkce(browser, stack):
     assert (a["response_type"], a["client_id"], a["code_challenge_method"]) == ("code", "onewindow-console", "S256")
     assert seen["token"]["grant_type"] == "authorization_code" and seen["token"]["client_id"] == "onewindow-console"
     assert "code=" not in page.url and "one-time-code" not in page.url
+    _clean(page)
     page.close()
 
 
@@ -157,8 +171,8 @@ def test_manual_queue_dispatch_from_the_candidates_and_a_refusal_shown_plainly(b
         candidates.first.click()
         _confirm(page)
         expect(page.locator(".done")).to_be_visible(timeout=10_000)
-        routed = _router(stack, case["case_id"])
-        assert routed["status"] == "dispatched" and routed["category"] == chosen, routed
+        routed = _router(stack, case["case_id"])  # the simulated unit may have accepted it already
+        assert routed["status"] != "manual_triage" and routed["category"] == chosen, routed
         assert routed["dispatches"][-1]["unit_id"].split("-")[1].startswith("3399")
         expect(page.locator("#queue tr", has_text=case["case_number"])).to_have_count(0, timeout=10_000)
 
@@ -174,6 +188,7 @@ def test_manual_queue_dispatch_from_the_candidates_and_a_refusal_shown_plainly(b
         expect(problem).to_be_visible(timeout=10_000)
         expect(problem).to_contain_text("409")
         expect(problem).to_contain_text("closed")
+        _clean(page)
     finally:
         page.close()
 
@@ -208,6 +223,7 @@ def test_unsatisfied_callback_and_the_rework_on_the_case_page(browser, stack):
         page.click("#lang")  # the English toggle
         expect(page.locator("#nav button[data-view=case]")).to_have_text("Case")
         page.click("#lang")
+        _clean(page)
     finally:
         page.close()
 
@@ -248,6 +264,7 @@ def test_the_map_colours_a_town_when_a_case_there_goes_overdue(browser, stack):
         assert _map_colour(page, town) != colour_before, "the town's colour did not change"
         page.wait_for_timeout(600)  # let the map's animation settle before the picture
         _shot(page, "county")
+        _clean(page)
     finally:
         page.close()
 
@@ -285,6 +302,7 @@ def test_quarterly_ranking_exported_as_csv_equals_the_metrics_api(browser, stack
         expect(page.locator("#map")).to_be_hidden()
         _shot(page, "report")
         page.emulate_media(media="screen")
+        _clean(page)
     finally:
         page.close()
 
@@ -341,5 +359,6 @@ def test_an_operator_of_one_county_sees_nothing_of_another(browser, stack):
         closed = lambda t: sum(t["closed"].get("hotline", [0]))  # noqa: E731
         assert received(county) >= 1 and closed(county) >= 1  # their own case came in and was closed today
         assert received(city) > received(county) and closed(city) > closed(county)  # the other county's too
+        _clean(page)
     finally:
         page.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.audit.api import console_config_of
+from services.audit.api import console_config_of, console_headers
 from services.audit.domain import daily_series, division_overview
 from shared.divisions import load_divisions
 from shared.http import install_cors
@@ -93,3 +93,13 @@ def test_the_boundaries_cover_every_county_and_town_and_are_closed_rings():
     for f in shapes["features"]:
         ring = f["geometry"]["coordinates"][0]
         assert f["properties"]["synthetic"] is True and ring[0] == ring[-1] and len(ring) >= 4
+
+
+def test_the_page_runs_only_its_own_scripts_and_talks_only_to_the_services_and_the_issuer():
+    s = Settings(console_router_url="https://router.city.example/", console_intake_url="https://intake.city.example",
+                 auth_issuer="https://idp.city.example/realms/city")
+    policy = dict(p.strip().split(" ", 1) for p in console_headers(s)["Content-Security-Policy"].split(";"))
+    assert policy["script-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    assert policy["connect-src"].split() == ["'self'", "https://idp.city.example", "https://intake.city.example",
+                                             "https://router.city.example"]
+    assert console_headers(Settings())["Referrer-Policy"] == "no-referrer"
