@@ -92,7 +92,9 @@ def _watch(page) -> None:
 
 
 def _clean(page) -> None:
+    """No script errors or CSP blocks, and the view fits the 1366-pixel screen (no sideways scrolling)."""
     assert not page.broken, page.broken
+    assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
 
 
 def _confirm(page) -> None:
