@@ -21,7 +21,7 @@ const WORDS = {
     "col.since": "时间", "col.status": "状态", "col.supervision": "督办", "col.escalations": "升级",
     "case.number_hint": "案件编号，如 339901-20261123-00001", "case.search": "查询", "case.none": "没有这个案件（或不在您的辖区内）",
     "case.report": "诉求内容", "case.facts": "案件概况", "case.timeline": "处置过程", "case.explain": "分拨依据",
-    "case.verify": "留痕校验", "case.intact": "全程留痕完整", "case.broken": "留痕被篡改", "case.clocks": "时限",
+    "case.verify": "留痕校验", "case.intact": "全程留痕完整", "case.broken": "留痕异常", "case.clocks": "时限",
     "case.open": "打开案件页", "case.left": "剩余", "case.over": "已超期", "case.paused": "已暂停",
     "f.number": "编号", "f.status": "状态", "f.category": "类别", "f.risk": "风险等级", "f.division": "地区",
     "f.holder": "承办单位", "f.units": "参与单位", "f.trace": "追踪编号", "f.channel": "渠道", "f.received": "受理时间",
@@ -147,8 +147,12 @@ const clearProblem = () => { $("problem").hidden = true; $("problem").textConten
 function base(service) {
   return (service !== "audit" && state.config.services[service]) || "";
 }
+const reachable = (service) => service === "audit" || !!state.config.services[service];
 
 async function api(service, path, { method = "GET", body } = {}) {
+  if (!reachable(service)) {  // not configured: say so, never ask audit in its place
+    throw new ProblemError({ title: `${service}: ONEWINDOW_CONSOLE_${service.toUpperCase()}_URL`, status: 0 });
+  }
   const headers = { Authorization: "Bearer " + sessionStorage.getItem("onewindow.token") };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const r = await fetch(base(service) + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -394,7 +398,8 @@ async function searchCase(number) {
 
 async function openCase(caseId) {
   if (state.view !== "case") show("case");
-  const soft = (p) => p.catch((e) => (e instanceof ProblemError && [403, 404].includes(e.problem.status) ? null : Promise.reject(e)));
+  // router and intake add to the page when this operator may read them there (and they are configured)
+  const soft = (p) => p.catch((e) => (e instanceof ProblemError && [0, 403, 404].includes(e.problem.status) ? null : Promise.reject(e)));
   const [summary, timeline, verified, routing, intake] = await Promise.all([
     api("audit", "/v1/cases/" + caseId), api("audit", `/v1/cases/${caseId}/timeline`), api("audit", `/v1/cases/${caseId}/verify`),
     soft(api("router", "/v1/cases/" + caseId)), soft(api("intake", "/v1/cases/" + caseId))]);
@@ -430,7 +435,7 @@ async function openCase(caseId) {
       <dt>${t("f.catalogue")}</dt><dd>${esc(routing?.catalogue_version || routed?.data?.catalogue_version || "–")}</dd>
     </dl>
     <h3>${t("case.verify")}</h3>
-    <p><span class="${verified.intact ? "ok" : "broken"}" id="verified">${verified.intact ? t("case.intact") : `${t("case.broken")}: ${n}`}</span>
+    <p><span class="${verified.intact ? "ok" : "broken"}" id="verified">${verified.intact ? t("case.intact") : lang === "zh" ? `${t("case.broken")}：${n} 处` : `NOT intact: ${n} finding${n === 1 ? "" : "s"}`}</span>
       <span class="note">${verified.counts.records} / ${verified.counts.checkpoints} / ${verified.counts.guards} · ${esc(verified.checked_at)}</span></p>
     <ul id="findings">${verified.findings.map((f) => `<li class="broken">${esc(f.kind)}: ${esc(f.detail)}</li>`).join("")}</ul>
   </div><div class="panel"><h3>${t("case.timeline")}</h3><table class="rows small" id="timeline"><tbody>` +
