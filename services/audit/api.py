@@ -145,6 +145,9 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
     feeds = FeedSlots(settings.feed_max_connections)
     verifications = verifications if verifications is not None else handlers.VerificationJobs()
     page_headers = console_headers(settings)
+    directory = load_divisions()  # read once: master data changes with a release
+    division_list = {"version": directory.version,
+                     "divisions": [{"code": d.code, "name": d.name, "level": d.level} for d in directory.division]}
 
     @router.get("/console", include_in_schema=False)
     async def console() -> HTMLResponse:
@@ -165,9 +168,7 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
     @router.get("/console/divisions.json", include_in_schema=False)
     async def division_names() -> dict:
         """Division codes and names (shared master data), for the console's labels."""
-        directory = load_divisions()
-        return {"version": directory.version,
-                "divisions": [{"code": d.code, "name": d.name, "level": d.level} for d in directory.division]}
+        return division_list
 
     @router.get("/console/{name:path}", include_in_schema=False)
     async def console_file(name: str) -> FileResponse:
