@@ -490,16 +490,22 @@ async function loadMap() {
   const value = (code) => { const d = by[code]; return !d ? 0 : measure === "risk" ? RISK_VALUE[d.risk] : d[measure]; };
   const data = mine.map((f) => ({ name: f.properties.code, value: value(f.properties.code) }));
   const max = Math.max(1, ...data.map((d) => d.value));
-  const mapOnly = { type: "FeatureCollection", features: mine };
-  echarts.registerMap("onewindow-" + level, mapOnly);
+  echarts.registerMap("onewindow-" + level, { type: "FeatureCollection", features: mine });
+  // the towns' county borders drawn over them (the same extent, so the two layers coincide)
+  const counties = state.shapes.features.filter((f) => f.properties.level === "county" && visible(f.properties.code));
+  echarts.registerMap("onewindow-borders", { type: "FeatureCollection", features: counties });
+  const borders = level === "town" ? [{ type: "map", map: "onewindow-borders", nameProperty: "code", silent: true, z: 3,
+    roam: false, label: { show: false }, itemStyle: { areaColor: "rgba(0,0,0,0)", borderColor: "#15314b", borderWidth: 2.5 },
+    emphasis: { disabled: true }, select: { disabled: true }, tooltip: { show: false } }] : [];
   chart("map").setOption({
     tooltip: { formatter: (p) => `${esc(state.divisions[p.name]?.name || p.name)}: ${p.value ?? 0}` },
     visualMap: measure === "risk"
-      ? { type: "piecewise", pieces: [{ value: 0, color: "#9bd3ae", label: t("risk.green") }, { value: 1, color: "#f59e0b", label: t("risk.orange") },
+      ? { type: "piecewise", seriesIndex: 0, pieces: [{ value: 0, color: "#9bd3ae", label: t("risk.green") }, { value: 1, color: "#f59e0b", label: t("risk.orange") },
           { value: 2, color: "#d33", label: t("risk.red") }], left: 0, bottom: 0 }
-      : { min: 0, max, inRange: { color: measure === "overdue" ? ["#f3f4f6", "#d33"] : ["#e0ecf8", "#15314b"] }, calculable: true, left: 0, bottom: 0 },
+      : { seriesIndex: 0, min: 0, max, inRange: { color: measure === "overdue" ? ["#f3f4f6", "#d33"] : ["#e0ecf8", "#15314b"] }, calculable: true, left: 0, bottom: 0 },
     series: [{ type: "map", map: "onewindow-" + level, nameProperty: "code", data, roam: false,
-      label: { show: true, formatter: (p) => `${state.divisions[p.name]?.name || p.name}\n${p.value ?? 0}`, fontSize: 11 } }],
+      label: { show: true, formatter: (p) => `${state.divisions[p.name]?.name || p.name}\n${p.value ?? 0}`, fontSize: 11 } },
+      ...borders],
   }, true);
   // the same figures as a table (screen readers, tests, and exact numbers)
   $("map-table").tBodies[0].innerHTML = mine.map((f) => { const d = by[f.properties.code] || {};
@@ -601,9 +607,10 @@ function onEvent(ev) {
   line.textContent = `${ev.time.slice(11, 19)} ${eventName(ev.type)} ${ev.case_number || ev.case_id} ${ev.unit_id ? unitName(ev.unit_id) : ""}`;
   $("feed").prepend(line);
   while ($("feed").childElementCount > 500) $("feed").lastChild.remove();
-  clearTimeout(refreshTimer);  // the open view follows the events, at most twice a second
+  if (refreshTimer) return;  // the open view follows the events, at most twice a second however many arrive
   refreshTimer = setTimeout(() => {
-    const load = { queues: loadQueue, live: loadBoard, county: loadMap }[state.view];
+    refreshTimer = null;
+    const load = { queues: loadQueue, live: loadBoard, county: () => Promise.all([loadMap(), loadTrends()]) }[state.view];
     if (load) load().catch(() => {});
   }, 500);
 }
