@@ -36,7 +36,7 @@ const WORDS = {
     "cb.satisfied": "满意", "cb.basically_satisfied": "基本满意", "cb.unsatisfied": "不满意", "cb.unreachable": "未接通",
     "map.title": "地图", "map.open": "在办案件", "map.overdue": "超期案件", "map.risk": "风险",
     "level.town": "乡镇/街道", "level.county": "区县", "trend.title": "每日收件与办结", "trend.category": "按类别",
-    "trend.channel": "按渠道", "trend.received": "收件", "trend.closed": "办结",
+    "trend.channel": "按渠道", "trend.received": "收件", "trend.closed": "办结", "trend.unknown": "未分类",
     "rank.title": "排名", "rank.unit": "单位", "rank.quarter": "季度", "rank.month": "月度", "rank.csv": "导出 CSV",
     "rank.print": "打印报告", "rank.rank": "名次", "rank.name": "名称", "rank.dispatches": "派单", "rank.ack": "及时签收率",
     "rank.ontime": "及时处置率", "rank.satisfaction": "满意率", "rank.mediation": "调解成功率", "rank.returns": "退回",
@@ -76,7 +76,7 @@ const WORDS = {
     "cb.satisfied": "Satisfied", "cb.basically_satisfied": "Basically satisfied", "cb.unsatisfied": "Unsatisfied",
     "cb.unreachable": "Unreachable", "map.title": "Map", "map.open": "Open cases", "map.overdue": "Overdue cases",
     "map.risk": "Risk", "level.town": "Towns", "level.county": "Counties", "trend.title": "Received and closed per day",
-    "trend.category": "by category", "trend.channel": "by channel", "trend.received": "Received", "trend.closed": "Closed",
+    "trend.category": "by category", "trend.channel": "by channel", "trend.unknown": "not categorised", "trend.received": "Received", "trend.closed": "Closed",
     "rank.title": "Rankings", "rank.unit": "Units", "rank.quarter": "Quarter", "rank.month": "Month", "rank.csv": "Export CSV",
     "rank.print": "Printable report", "rank.rank": "Rank", "rank.name": "Name", "rank.dispatches": "Dispatches",
     "rank.ack": "Acknowledged on time", "rank.ontime": "Handled on time", "rank.satisfaction": "Satisfaction",
@@ -522,7 +522,7 @@ function visible(code) {
 async function loadTrends() {
   const by = $("trend-by").value, days = $("trend-days").value;
   const tr = await api("audit", `/v1/trends?by=${by}&days=${days}`);
-  const name = (k) => (by === "category" ? categoryName(k) : k);
+  const name = (k) => (k === "unknown" ? t("trend.unknown") : by === "category" ? categoryName(k) : k);
   for (const flow of ["received", "closed"]) {
     chart("trend-" + flow).setOption({
       title: { text: t("trend." + flow), textStyle: { fontSize: 12 } }, tooltip: { trigger: "axis" },
