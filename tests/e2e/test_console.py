@@ -364,3 +364,13 @@ def test_an_operator_of_one_county_sees_nothing_of_another(browser, stack):
         _clean(page)
     finally:
         page.close()
+
+
+def test_the_names_the_console_shows_come_from_the_router_for_operators_only(stack):
+    url = f"{stack.url('router')}/v1/reference"
+    assert httpx.get(url, timeout=10).status_code == 401
+    assert httpx.get(url, headers=auth("clerk-token-0001"), timeout=10).status_code == 403
+    ref = httpx.get(url, headers=OPERATOR, timeout=10).json()
+    assert {u["id"]: u["name"] for u in ref["units"]} == UNIT_NAMES
+    fight = next(c for c in ref["categories"] if c["code"] == "public_security.violence.fight")
+    assert fight["name"] == "打架斗殴" and fight["unit_kind"] == "police"
