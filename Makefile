@@ -24,6 +24,8 @@ E2E_TOOLS := $(VENV)/.e2e-tools
 $(E2E_TOOLS): $(BIN)/.installed
 	command -v kcat >/dev/null || (apt-get update -qq && apt-get install -y -qq kcat)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	# the console is Chinese: without CJK fonts chromium draws boxes (screenshots, printed reports)
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq fonts-noto-cjk)
 	touch $@
 
 # Reports as PDF (WeasyPrint): pango to lay out, Noto CJK to set Chinese; pdftoppm (poppler) lets the

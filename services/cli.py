@@ -229,6 +229,8 @@ def dev(
             key_file.chmod(0o600)
         env["ONEWINDOW_AUDIT_SIGNING_KEY_FILE"] = str(key_file)
     ports = {name: port + port_offset for name, port in devstack.SERVICE_PORTS.items()}
+    # the console (audit) calls router and intake; the token form only with the local issuer
+    env.update({k: v for k, v in devstack.console_env(ports, dev_signin=bool(tokens)).items() if k not in os.environ})
     procs = devstack.service_processes(env, state_dir / "logs", ports=ports)
     # every other `onewindow` command run in the project reads these addresses (explicit variables win)
     dev_env = Path.cwd() / DEV_ENV
@@ -260,6 +262,8 @@ def dev(
         typer.echo(f"  (written to {dev_env} for the other onewindow commands)")
         for role, token in tokens.items():
             typer.echo(f"  {role} token: {token}")
+        if "operator" in tokens:  # the fragment never reaches a server or its logs
+            typer.echo(f"  console:      http://127.0.0.1:{ports['audit']}/v1/console#token={tokens['operator']}")
         typer.echo(f"  logs:         {state_dir / 'logs'}\nCtrl-C stops everything.")
         while not stopping:
             dead = [p.name for p in procs if p.proc and p.proc.poll() is not None]

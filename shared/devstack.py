@@ -6,6 +6,7 @@ Used by `onewindow dev` and by the test fixtures, so both start things the same 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -176,6 +177,14 @@ class ServiceProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def console_env(ports: dict[str, int], *, dev_signin: bool) -> dict[str, str]:
+    """The console served by audit on these ports: router and intake answer CORS for audit's origin and
+    the page is told their addresses; `dev_signin` turns on the token form (local issuers only)."""
+    url = lambda name: f"http://127.0.0.1:{ports[name]}"  # noqa: E731
+    return {"ONEWINDOW_CONSOLE_ORIGINS": json.dumps([url("audit")]), "ONEWINDOW_CONSOLE_ROUTER_URL": url("router"),
+            "ONEWINDOW_CONSOLE_INTAKE_URL": url("intake"), "ONEWINDOW_CONSOLE_DEV_SIGNIN": str(dev_signin).lower()}
 
 
 def service_processes(

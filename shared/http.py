@@ -134,6 +134,18 @@ def may_act_in(grant: TokenGrant, division_code: str) -> bool:
     return any(d == "*" or division_code.startswith(d) for d in grant.divisions)
 
 
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    """Let the operator console (served by audit, on another origin) call this service: CORS for the
+    configured console origins only, bearer tokens in the Authorization header (no cookies)."""
+    if not settings.console_origins:
+        return
+    from starlette.middleware.cors import CORSMiddleware
+
+    app.add_middleware(CORSMiddleware, allow_origins=list(settings.console_origins), allow_credentials=False,
+                       allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"],
+                       expose_headers=["Retry-After", "Location"], max_age=600)
+
+
 def add_health(app: FastAPI, ready: Callable[[], bool]) -> None:
     """`/healthz` (process alive) and `/readyz` (dependencies connected)."""
 

@@ -192,7 +192,7 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
     from fastapi import FastAPI
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    from shared.http import BodyLimit, add_health, install_problem_handlers
+    from shared.http import BodyLimit, add_health, install_cors, install_problem_handlers
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -217,5 +217,6 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
 
         return service_document(runtime.service)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
-    app.add_middleware(BodyLimit, max_bytes=max_body)  # added last: the outermost layer
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    install_cors(app, runtime.settings)  # outermost: even a 413 reaches the console's page readable
     return app

@@ -91,6 +91,19 @@ class Settings(BaseSettings):
     intake_queue_max: int = Field(default=1000, ge=1)  # HTTP submissions waiting for the writer; then 503
     # 申请重办: how long after closure a citizen may ask (the router's catalogue decides in the end)
     intake_reopen_window_days: int = Field(default=15, ge=0, le=365)
+    # --- the operator console (docs/console.md). It is served by audit and calls router and intake on
+    # their own origins: those services answer CORS for these origins only (none: no cross-origin calls).
+    console_origins: list[str] = Field(default_factory=list)
+    console_router_url: str | None = None  # as the operator's browser reaches it
+    console_intake_url: str | None = None
+    console_jaeger_url: str | None = None  # trace ids link to <url>/trace/<id> when set
+    # Sign-in: OpenID Connect authorization code + PKCE with the identity provider (a public client);
+    # the endpoints default to the issuer's discovery document when only the client id is set.
+    console_oidc_client_id: str | None = None
+    console_oidc_authorization_endpoint: str | None = None
+    console_oidc_token_endpoint: str | None = None
+    # Development only: a token form (and #token= sign-in links). Never on in production.
+    console_dev_signin: bool = False
 
     def kafka_client_options(self) -> dict[str, object]:
         """Keyword arguments for every aiokafka client (producer, consumer, admin)."""

@@ -7,20 +7,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from services.audit import domain, handlers, reports, storage
+from shared.divisions import load_divisions
 from shared.http import Problem, jurisdiction, may_act_in, require_roles
 from shared.identity import TokenGrant
 from shared.refusals import Overloaded
 from shared.settings import Settings
 
-CONSOLE = Path(__file__).parent / "console" / "index.html"
+CONSOLE = Path(__file__).parent / "console"
+# The console's files (a whitelist: nothing else under the directory is served) and their types.
+CONSOLE_FILES = {"app.js": "text/javascript", "app.css": "text/css", "vendor/echarts.min.js": "text/javascript"}
+DIVISION_SHAPES = Path(__file__).parents[2] / "shared" / "reference" / "divisions.geojson"
+BEIJING = ZoneInfo("Asia/Shanghai")
+TREND_MAX_DAYS = 366
 # Roles that see personal data in the trace (auditors adjudicate complaints about the record itself);
 # everyone else who may read the trace sees it masked.
 PERSONAL_DATA_ROLES = {"auditor"}
@@ -97,6 +105,39 @@ def feed_item(r) -> dict:
             "clock": data.get("clock"), "colour": data.get("colour")}
 
 
+def _origin(url: str | None) -> str | None:
+    parts = urlsplit(url) if url else None
+    return f"{parts.scheme}://{parts.netloc}" if parts and parts.scheme and parts.netloc else None
+
+
+def console_headers(settings: Settings) -> dict[str, str]:
+    """The page's headers: scripts only from audit itself; data only from audit, router, intake and
+    the identity provider; never framed or sniffed; no referrer (its URL may carry a sign-in code)."""
+    talks_to = {_origin(u) for u in (settings.console_router_url, settings.console_intake_url,
+                                     settings.console_oidc_token_endpoint, settings.auth_issuer)} - {None}
+    connect = " ".join(["'self'", *sorted(talks_to)])
+    policy = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+              f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'")
+    return {"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY"}
+
+
+def console_config_of(settings: Settings) -> dict:
+    """What the console's page needs to know: the services' base URLs as a browser reaches them
+    (None: the same origin as audit), Jaeger, and the sign-in available."""
+    return {
+        "services": {"router": settings.console_router_url, "intake": settings.console_intake_url},
+        "jaeger_url": settings.console_jaeger_url,
+        "signin": {
+            "oidc": None if not settings.console_oidc_client_id else {
+                "issuer": settings.auth_issuer, "client_id": settings.console_oidc_client_id,
+                "authorization_endpoint": settings.console_oidc_authorization_endpoint,
+                "token_endpoint": settings.console_oidc_token_endpoint},
+            "dev_token": settings.console_dev_signin,
+        },
+    }
+
+
 def build_router(settings: Settings, verifications: handlers.VerificationJobs | None = None) -> APIRouter:
     """Audit's query API (operators and auditors); `verifications` holds the whole-store jobs."""
     router = APIRouter(prefix="/v1")
@@ -105,11 +146,38 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
     key = settings.signing_key()
     feeds = FeedSlots(settings.feed_max_connections)
     verifications = verifications if verifications is not None else handlers.VerificationJobs()
+    page_headers = console_headers(settings)
+    directory = load_divisions()  # read once: master data changes with a release
+    division_list = {"version": directory.version,
+                     "divisions": [{"code": d.code, "name": d.name, "level": d.level} for d in directory.division]}
 
     @router.get("/console", include_in_schema=False)
     async def console() -> HTMLResponse:
         """The operator console (a static page; every data call it makes carries the operator's token)."""
-        return HTMLResponse(CONSOLE.read_text(encoding="utf-8"))
+        return HTMLResponse((CONSOLE / "index.html").read_text(encoding="utf-8"), headers=page_headers)
+
+    @router.get("/console/config.json", include_in_schema=False)
+    async def console_config() -> dict:
+        """Where the console finds the other services and how it signs in (nothing secret: a public
+        OIDC client uses PKCE, not a client secret)."""
+        return console_config_of(settings)
+
+    @router.get("/console/divisions.geojson", include_in_schema=False)
+    async def division_shapes() -> FileResponse:
+        """The sample city's division boundaries (synthetic; shared/reference/divisions.geojson)."""
+        return FileResponse(DIVISION_SHAPES, media_type="application/geo+json")
+
+    @router.get("/console/divisions.json", include_in_schema=False)
+    async def division_names() -> dict:
+        """Division codes and names (shared master data), for the console's labels."""
+        return division_list
+
+    @router.get("/console/{name:path}", include_in_schema=False)
+    async def console_file(name: str) -> FileResponse:
+        """The console's script, style and vendored chart library (only the files it is made of)."""
+        if name not in CONSOLE_FILES:
+            raise Problem(404, "Not found")
+        return FileResponse(CONSOLE / name, media_type=CONSOLE_FILES[name])
 
     async def visible_summary(request: Request, case_id: str, grant: TokenGrant) -> domain.CaseSummary:
         """The case's summary if the grant's jurisdiction covers it; 404 otherwise (no existence leak)."""
@@ -190,6 +258,23 @@ def build_router(settings: Settings, verifications: handlers.VerificationJobs | 
         rows = await storage.metrics(request.app.state.runtime.pool, by, period, since, until, jurisdiction(grant))
         figures = domain.figures([dict(r) for r in rows])
         return {"by": by, "period": period, "figures": figures, "ranking": domain.ranking(figures)}
+
+    @router.get("/overview/divisions", summary="Open, overdue and high-risk cases per county or town (the map)")
+    async def overview(request: Request, grant: TokenGrant = Depends(readers),
+                       level: Literal["county", "town"] = "town") -> dict:
+        rows = await storage.division_overview(request.app.state.runtime.pool, level, jurisdiction(grant))
+        return {"level": level, "divisions": domain.division_overview([dict(r) for r in rows])}
+
+    @router.get("/trends", summary="Cases received and closed per day (Beijing time), by category or channel")
+    async def trends(request: Request, grant: TokenGrant = Depends(readers),
+                     by: Literal["category", "channel"] = "category",
+                     days: int = Query(30, ge=1, le=TREND_MAX_DAYS, description="ending today")) -> dict:
+        last = datetime.now(BEIJING).date()
+        first = last - timedelta(days=days - 1)
+        since = datetime.combine(first, datetime.min.time(), BEIJING)
+        until = datetime.combine(last + timedelta(days=1), datetime.min.time(), BEIJING)
+        rows = await storage.daily_trend(request.app.state.runtime.pool, by, since, until, jurisdiction(grant))
+        return {"by": by, **domain.daily_series([dict(r) for r in rows], first, last)}
 
     @router.get("/events/stream", summary="Live feed (server-sent events) of newly recorded events",
                 responses={503: {"description": "too many live feeds at once; retry after Retry-After seconds"}})

@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Iterable, Literal
 
 from shared import personal
@@ -462,3 +462,24 @@ def ranking(figures_: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"rank": rank, "key": f["key"], "period": f["period"],
                     "handled_on_time_rate": f["handled_on_time_rate"], "satisfaction_rate": f["satisfaction_rate"]})
     return out
+
+
+def division_overview(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The map's figures per division: open, overdue and high-risk cases, and the worst risk there
+    (red if any open case is red, orange if any is orange or red, else green)."""
+    return [{"code": r["code"], "open": r["open"], "overdue": r["overdue"], "high_risk": r["high_risk"],
+             "risk": "red" if r["red_risk"] else "orange" if r["high_risk"] else "green"} for r in rows]
+
+
+def daily_series(rows: list[dict[str, Any]], first: date, last: date) -> dict[str, Any]:
+    """Counts per day as chart series: every day from `first` to `last` (inclusive, none missing),
+    and for each flow (received, closed) one list of counts per key, aligned with the days."""
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    index = {d: i for i, d in enumerate(days)}
+    series: dict[str, dict[str, list[int]]] = {"received": {}, "closed": {}}
+    for r in rows:
+        if r["day"] not in index:
+            continue
+        counts = series[r["flow"]].setdefault(r["key"], [0] * len(days))
+        counts[index[r["day"]]] += r["cases"]
+    return {"days": [d.isoformat() for d in days], **series}

@@ -437,3 +437,42 @@ async def digested_days(db: Db, counties: list[str], day) -> set[str]:
     """Which of the counties already have their digest of the day."""
     rows = await db.fetch("SELECT county FROM digests WHERE day = $2 AND county = ANY($1::text[])", counties, day)
     return {r["county"] for r in rows}
+
+
+_DIVISION_LEVELS = {"county": 6, "town": 9}
+
+
+async def division_overview(pool: asyncpg.Pool, level: str, jurisdiction: list[str] | None = None
+                            ) -> list[asyncpg.Record]:
+    """Open cases per county or town (from the summaries): how many, how many overdue, how many at
+    orange or red risk. Closed, refused and merged cases are not open."""
+    return await pool.fetch(
+        "SELECT left(division, $1) AS code, count(*) AS open,"
+        "       count(*) FILTER (WHERE overdue) AS overdue,"
+        "       count(*) FILTER (WHERE risk_colour IN ('orange', 'red')) AS high_risk,"
+        "       count(*) FILTER (WHERE risk_colour = 'red') AS red_risk"
+        " FROM case_summaries WHERE division IS NOT NULL AND length(division) >= $1"
+        "   AND status NOT IN ('closed', 'refused', 'merged')"
+        "   AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($2::text[]) j WHERE division LIKE j || '%'))"
+        " GROUP BY 1 ORDER BY 1", _DIVISION_LEVELS[level], jurisdiction)
+
+
+_RECEIVED = "org.onewindow.case.received.v1"
+_CLOSED = ("org.onewindow.case.closed.v1", "org.onewindow.case.closed_directly.v1", "org.onewindow.case.refused.v1")
+
+
+async def daily_trend(pool: asyncpg.Pool, by: str, since, until, jurisdiction: list[str] | None = None
+                      ) -> list[asyncpg.Record]:
+    """Cases received and closed (办结, 直接办结, 不予受理) per day in Beijing time, by category (the
+    case's current one) or by channel (the one it came in by), within the jurisdiction."""
+    key = "s.category" if by == "category" else "r.data->>'channel'"
+    return await pool.fetch(
+        f"SELECT (e.time AT TIME ZONE 'Asia/Shanghai')::date AS day,"
+        f"       CASE WHEN e.type = $1 THEN 'received' ELSE 'closed' END AS flow,"
+        f"       coalesce({key}, 'unknown') AS key, count(*) AS cases"
+        " FROM events e JOIN case_summaries s ON s.case_id = e.case_id"
+        # the received event need not be the case's first record (topics are consumed independently)
+        "  LEFT JOIN LATERAL (SELECT data FROM events WHERE case_id = e.case_id AND type = $1 LIMIT 1) r ON true"
+        " WHERE (e.type = $1 OR e.type = ANY($2::text[])) AND e.time >= $3 AND e.time < $4"
+        "   AND ($5::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($5::text[]) j WHERE s.division LIKE j || '%'))"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", _RECEIVED, list(_CLOSED), since, until, jurisdiction)

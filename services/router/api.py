@@ -170,6 +170,15 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
 
         return department_document(kind)
 
+    @api.get("/reference", summary="The unit directory and the matter catalogue's items, with their names"
+             " (what the console shows instead of ids)")
+    async def reference(grant=Depends(operators)) -> dict:
+        return {"units_version": desk.units.version, "catalogue_version": desk.catalogue.version,
+                "units": [{"id": u.id, "name": u.name, "kind": u.kind, "level": u.level, "serves": list(u.serves)}
+                          for u in desk.units.unit],
+                "categories": [{"code": c.code, "name": c.name, "path": list(c.path), "unit_kind": c.unit_kind}
+                               for c in desk.catalogue.category]}
+
     @api.get("/queues/{name}", summary="A work queue: manual triage, callback, 办结审核, 退单/转办审核, 延期申请 or"
                                        " overdue (red)")
     async def get_queue(name: Literal["manual", "callback", "review", "returns", "extension", "overdue"],

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shared import devstack
-from tests.conftest import CLERK, OPERATOR, read_topic
+from tests.conftest import CLERK, ISSUER, OPERATOR, read_topic
 
 
 FOREIGN_UNIT = "police-339902004"
@@ -79,10 +79,24 @@ class Stack:
         return asyncio.run(read_topic(self.env["KAFKA_BOOTSTRAP_SERVERS"], topic))
 
 
+# The console's sign-in at the test issuer's (fictional) authorization server: tests/e2e/test_console*
+# answer its endpoints inside the browser.
+OIDC_AUTHORIZE = f"{ISSUER.issuer}/authorize"
+OIDC_TOKEN = f"{ISSUER.issuer}/token"
+
+
+def console_env(ports: dict[str, int]) -> dict[str, str]:
+    """The console as `onewindow dev` runs it (token form on), plus an OIDC client."""
+    return {**devstack.console_env(ports, dev_signin=True), "ONEWINDOW_CONSOLE_OIDC_CLIENT_ID": "onewindow-console",
+            "ONEWINDOW_CONSOLE_OIDC_AUTHORIZATION_ENDPOINT": OIDC_AUTHORIZE,
+            "ONEWINDOW_CONSOLE_OIDC_TOKEN_ENDPOINT": OIDC_TOKEN}
+
+
 @pytest.fixture(scope="session")
 def stack(service_env: dict[str, str], workdir: Path):
     ports = {name: devstack.free_port() for name in devstack.SERVICE_PORTS}
     log_dir = workdir / "logs"
+    service_env = {**service_env, **console_env(ports)}
     # The police station of 马坪镇 is played by the tests' own "foreign" department system.
     procs = devstack.service_processes(service_env, log_dir, simulator=True, ports=ports,
                                        simulator_args=["--skip-units", FOREIGN_UNIT])

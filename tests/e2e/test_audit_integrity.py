@@ -37,7 +37,7 @@ def lone_audit(new_database, workdir: Path):
     broker = devstack.EmbeddedBroker(devstack.free_port(), workdir / "logs" / "lone-broker.log").start()
     env = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "DATABASE_URL": new_database(),
            **ISSUER.env(), "ONEWINDOW_AUDIT_SIGNING_KEY": KEY,
-           "ONEWINDOW_FEED_MAX_CONNECTIONS": "2"}
+           "ONEWINDOW_FEED_MAX_CONNECTIONS": "2", "ONEWINDOW_CONSOLE_DEV_SIGNIN": "true"}
     port = devstack.free_port()
     proc = devstack.ServiceProcess("audit", ["run", "audit", "--port", str(port)], env, port,
                                    workdir / "logs" / "lone-audit.log").start()
@@ -123,6 +123,8 @@ def test_the_console_verdict_turns_when_a_trigger_is_switched_off(lone_audit):
             page.goto(f"{lone_audit.url}/v1/console")
             page.fill("#token", TOKENS["operator-token-0001"])
             page.click("#connect")
+            page.click("#lang")  # in English (Chinese by default)
+            page.click("#nav button[data-view=case]")
             page.fill("#number", case_number)
             page.click("#search")
             expect(page.locator("#verified")).to_have_text("trace intact", timeout=10_000)

@@ -23,6 +23,7 @@ def test_dev_brings_the_loop_up_and_ctrl_c_stops_everything(new_database, tmp_pa
     offset = 20000 + os.getpid() % 1000
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS",) and not k.startswith("ONEWINDOW_AUTH_")}
     env["DATABASE_URL"] = new_database()  # its own: the test stack must not share its outboxes
+    env["PYTHONPATH"] = str(Path(__file__).parents[2])  # the code beside this test, whatever the cwd
     out = tmp_path / "dev.out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "dev", "--state-dir", str(tmp_path / "state"),
@@ -54,6 +55,16 @@ def test_dev_brings_the_loop_up_and_ctrl_c_stops_everything(new_database, tmp_pa
             types = [e["type"] for e in t.json().get("events", [])] if t.status_code == 200 else []
             time.sleep(0.3)
         assert types[-1] == "org.onewindow.dispatch.resolved.v1"
+
+        # the console: a sign-in link (token in the fragment), and router answers it across origins
+        link = re.search(r"console:\s+(http://\S+)#token=(\S+)", out.read_text())
+        assert link and link.group(1) == f"{audit}/v1/console" and link.group(2) == operator
+        router = re.search(r"router API:\s+(http://\S+)/v1/queues", text).group(1)
+        preflight = httpx.options(f"{router}/v1/queues/manual", headers={
+            "Origin": audit, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"})
+        assert preflight.headers.get("access-control-allow-origin") == audit
+        config = httpx.get(f"{audit}/v1/console/config.json").json()
+        assert config["services"]["router"] == router and config["signin"]["dev_token"] is True
 
         # the tools run in the project find the stack's addresses without being told
         broker = re.search(r"broker:\s+(\S+)", text).group(1)
