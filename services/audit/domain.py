@@ -9,7 +9,7 @@ import hmac
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable
 
 from shared import personal
 from shared.contracts import status

@@ -89,7 +89,7 @@ class SubmittedLocation(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _known_grid(self, info: ValidationInfo) -> "Location":
+    def _known_grid(self, info: ValidationInfo) -> "SubmittedLocation":
         # a grid named must be one of the grid directory's (context {"grids": GridDirectory}), in
         # the division given: a free-text grid would count in no grid's figures, or in another's
         grids = (info.context or {}).get("grids")

@@ -8,7 +8,6 @@ import json
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from services.router import domain, handlers, triage
 from services.router.workflow import RoutingDesk
 from services.router.entry import MIGRATIONS
-from shared.cloudevents import Actor, CloudEvent, derive_id, utcnow
+from shared.cloudevents import Actor, CloudEvent, utcnow
 from shared.contracts import (
     CaseReceived,
     DispatchAccepted,

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from services.intake import domain
 from shared.cloudevents import derive_id
-from shared.contracts import CaseClosed, CaseDuplicateReported, CaseReceived, CaseRouted, Channel, DispatchAccepted
+from shared.contracts import CaseDuplicateReported, CaseReceived, Channel
 from shared.contracts.submissions import CaseSubmission, id_number_is_valid
 from shared.divisions import load_divisions
 
