@@ -293,7 +293,6 @@ async def metrics(pool: asyncpg.Pool, by: str, period: str, since, until,
         WITH d AS (
             SELECT case_id, data->>'dispatch_id' AS dispatch_id, data->>'unit_id' AS unit_id,
                    coalesce(data->>'role', 'lead') AS role, data->'location'->>'division_code' AS division,
-                   data->'location'->>'grid_id' AS grid_id,
                    (data->>'acknowledge_by')::timestamptz AS ack_by, (data->>'resolve_by')::timestamptz AS res_by,
                    coalesce(broker_time, time) AS at, data->'location'->>'grid_id' AS grid_id,
                    {_CHANNEL if by == "channel" else "NULL::text"} AS channel
