@@ -273,21 +273,75 @@ class MemoryWatch:
         self._thread.join()
 
 
+class CpuAccount:
+    """CPU seconds (user + system) spent by each process of the stack: the four services, the broker
+    and PostgreSQL (its postmaster and every backend). Read before and after a phase, the difference
+    divided by the phase's cases is what a case costs each part — a figure that holds on a shared
+    machine where throughput does not."""
+
+    def __init__(self, stack: DrillStack) -> None:
+        self.stack = stack
+
+    def _parts(self) -> dict[str, list[psutil.Process]]:
+        parts: dict[str, list[psutil.Process]] = {}
+        for name, p in self.stack.procs.items():
+            try:
+                parts[name] = [psutil.Process(p.proc.pid)]
+            except (psutil.Error, AttributeError):
+                continue
+        if self.stack.broker.proc is not None:
+            broker = psutil.Process(self.stack.broker.proc.pid)
+            parts["broker"] = [broker, *broker.children(recursive=True)]
+        pgdata = str(self.stack.pgdata)
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(pgdata in arg for arg in proc.info["cmdline"] or ()):
+                parts["postgres"] = [proc, *proc.children(recursive=True)]
+                break
+        return parts
+
+    def read(self) -> dict[str, dict[int, float]]:
+        """CPU seconds per part, per process id (a process may start or end between two reads)."""
+        out: dict[str, dict[int, float]] = {}
+        for name, procs in self._parts().items():
+            for proc in procs:
+                try:
+                    t = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                out.setdefault(name, {})[proc.pid] = t.user + t.system
+        return out
+
+    @staticmethod
+    def per_case_ms(before: dict, after: dict, cases: int) -> dict[str, float | None]:
+        """CPU milliseconds per case of each part between two reads, and of the four services summed."""
+        costs = {name: sum(after[name].get(pid, 0) - before.get(name, {}).get(pid, 0) for pid in after[name])
+                 for name in after}
+        per = {name: round(1000 * c / cases, 3) if cases else None for name, c in sorted(costs.items())}
+        services = [per[s] for s in ("intake", "router", "mediation", "audit") if per.get(s) is not None]
+        per["services_total"] = round(sum(services), 3) if services and cases else None
+        return per
+
+
 def run_bench(rate: float, seconds: float, workers: int, relay_records: int) -> dict:
     """The whole run (bounded: two load phases of `seconds`, a relay of `relay_records`)."""
     stack = DrillStack(simulator=False).start()
     run = uuid.uuid4().hex[:6]
     try:
         url = f"{stack.url('intake')}/v1/cases"
+        cpu = CpuAccount(stack)
+        bootstrap, dsn = stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"]
         with MemoryWatch(stack) as memory:
-            fixed = asyncio.run(drive(url, stack.clerk, f"{run}f", rate=rate, seconds=seconds, workers=workers))
-            saturated = asyncio.run(drive(url, stack.clerk, f"{run}s", rate=None, seconds=seconds, workers=workers))
-            bootstrap, dsn = stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"]
-            phases = {}
-            for name, load in (("fixed", fixed), ("saturation", saturated)):
+            phases, cost = {}, {}
+            for name, phase_rate in (("fixed", rate), ("saturation", None)):
+                # CPU from the first request until every case is dispatched and in audit: the whole
+                # of what the cases of the phase cost (idle ticks while draining included)
+                before = cpu.read()
+                load = asyncio.run(drive(url, stack.clerk, f"{run}{name[0]}", rate=phase_rate, seconds=seconds,
+                                         workers=workers))
                 keys = set(load.sent_ms)
                 dispatched = asyncio.run(dispatch_times(bootstrap, keys, 120))
                 audited = asyncio.run(audit_times(dsn, keys, 120))
+                cost[name] = CpuAccount.per_case_ms(before, cpu.read(), load.accepted)
                 done = [dispatched[k] for k in keys if k in dispatched]
                 span = (max(done) - min(load.sent_ms.values())) / 1000 if done else float("inf")
                 phases[name] = {
@@ -295,6 +349,7 @@ def run_bench(rate: float, seconds: float, workers: int, relay_records: int) -> 
                     "offered_per_s": load.offered / load.seconds, "accepted_per_s": load.accepted / load.seconds,
                     "dispatched_per_s": len(done) / span if span else 0,
                     "intake_to_dispatch": latency(load, dispatched), "intake_to_audit": latency(load, audited),
+                    "cpu_ms_per_case": cost[name],
                 }
         limits = {"raw_relay_4_hops": asyncio.run(raw_relay_pipeline(bootstrap, relay_records)),
                   "bare_asgi": asyncio.run(bare_asgi(seconds, workers)),

@@ -80,6 +80,12 @@ def bench(
     lines.append(f"ratio end to end / raw relay: {r['ratios']['end_to_end_vs_raw_relay']:.2f} (goal >= 0.4); "
                  f"intake / bare ASGI: {r['ratios']['intake_vs_bare_asgi']:.2f}")
     lines.append("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mib"].items()))
+    parts = ("intake", "router", "mediation", "audit", "services_total", "broker", "postgres")
+    lines.append(f"{'CPU ms per case':34}" + "".join(f"{'4 services' if p == 'services_total' else p:>11}"
+                                                        for p in parts))
+    for name in ("fixed", "saturation"):
+        cost = r["phases"][name]["cpu_ms_per_case"]
+        lines.append(f"{'  ' + name:34}" + "".join(f"{f(cost.get(p), 2):>11}" for p in parts))
     typer.echo("\n".join(lines))
     path = results or Path("bench/results") / f"e2e-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

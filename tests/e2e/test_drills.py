@@ -48,4 +48,11 @@ def test_bench_prints_the_system_beside_its_limits(tmp_path):
     assert sat["intake_to_audit"]["arrived"] == sat["accepted"], "every accepted case reached audit"
     assert r["limits"]["raw_relay_4_hops"]["delivered"] == 1000 and r["limits"]["bare_asgi"]["per_s"] > 0
     assert set(r["peak_rss_mib"]) == {"intake", "router", "mediation", "audit"}
+    for phase in (fixed, sat):  # what a case costs each process, and the four services summed
+        cost = phase["cpu_ms_per_case"]
+        assert {"intake", "router", "mediation", "audit", "broker", "postgres"} <= set(cost), cost
+        assert all(cost[p] > 0 for p in ("intake", "router", "audit", "broker", "postgres")), cost
+        assert cost["services_total"] == pytest.approx(
+            sum(cost[p] for p in ("intake", "router", "mediation", "audit")), abs=0.01)
+    assert "CPU ms per case" in run.stdout
     assert "ratio end to end / raw relay" in run.stdout
