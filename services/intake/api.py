@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from typing import Annotated
-from datetime import timedelta
 
 from services.intake import domain, storage
 from shared.contracts.submissions import CaseSubmission

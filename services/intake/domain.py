@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping, Sequence
@@ -363,7 +363,7 @@ def standings_after(current: Mapping[str, Standing], events: Iterable[tuple[str,
                     ) -> dict[str, Standing]:
     """The standings of known cases after events (type, case id, data, time) in the order consumed;
     only the cases whose standing changed are returned (cases intake does not know are left out)."""
-    work = {c: Standing(s.status, s.lead_dispatch_id, s.holder_unit_id, s.holder_since) for c, s in current.items()}
+    work = {c: replace(s) for c, s in current.items()}
     for event_type, case_id, data, at in events:
         if case_id in work:
             status.project(work[case_id], event_type, data, at)

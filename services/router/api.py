@@ -88,15 +88,10 @@ class Merge(BaseModel):
     note: Note | None = None
 
 
-class SplitPartBody(BaseModel):
-    """One case of a split: a catalogue category, or a unit and a free-text category; the report's
-    part it covers."""
+class SplitPartBody(ManualDispatch):
+    """One case of a split: dispatched as an operator's dispatch is, with the report's part it covers."""
 
-    model_config = ConfigDict(extra="forbid")
     summary: Annotated[str, Field(min_length=1, max_length=5000)]
-    category: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    category_text: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    unit_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class Split(BaseModel):
@@ -234,10 +229,8 @@ def build_api(settings: Settings, desk: RoutingDesk) -> APIRouter:
                                                 " units; answers the report and its new cases")
     async def split(case_id: UUID, body: Split, request: Request, grant=Depends(operators)) -> dict:
         parts = [SplitRequest(p.summary, p.category, p.category_text, p.unit_id) for p in body.parts]
-        children = await _run(request, grant, case_id, lambda conn, tp: handlers.split(
+        report, children = await _run(request, grant, case_id, lambda conn, tp: handlers.split(
             conn, desk, case_id, parts, body.note, tp, actor_of(grant)), "router.split")
-        async with request.app.state.runtime.pool.acquire() as conn:
-            report = (await storage.load_states(conn, [str(case_id)]))[str(case_id)]
         return {**_view(report), "cases": [_view(c) for c in children]}
 
     @api.post("/cases/{case_id}/merge", summary="并单: merge the case into another; it follows that case")

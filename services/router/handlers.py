@@ -165,12 +165,14 @@ async def review_return(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UU
 
 
 async def split(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, parts: list[SplitRequest],
-                note: str | None, traceparent: str | None, actor: Actor) -> list[domain.RoutingState]:
-    """拆单 from the manual queue: the report's parts become cases of their own, each dispatched."""
+                note: str | None, traceparent: str | None, actor: Actor
+                ) -> tuple[domain.RoutingState, list[domain.RoutingState]]:
+    """拆单 from the manual queue: the report's parts become cases of their own, each dispatched.
+    Returns the report and its parts."""
     fx = Effects(states=await storage.load_states(conn, [str(case_id)]), actor=actor)
     children = desk.split(fx, fx.states.get(str(case_id)), parts, note, actor.id, traceparent)
     await fx.commit(conn)
-    return children
+    return fx.states[str(case_id)], children
 
 
 async def dispose(conn: asyncpg.Connection, desk: RoutingDesk, case_id: UUID, act: Act, code: DispositionCode,

@@ -391,7 +391,7 @@ class RoutingDesk:
                 or not lifecycle.allowed(state.status, lifecycle.Act.RETURN_FOR_REVIEW):
             return False
         d.held_return = {"kind": kind, "reason": reason, "target_unit_id": target_unit_id,
-                         "status": state.status.value, "traceparent": cause.traceparent}
+                         "status": state.status.value}
         state.status = lifecycle.after(state.status, lifecycle.Act.RETURN_FOR_REVIEW)
         fx.touch(state)
         fx.emit(topics.ROUTER_DECISIONS, ReturnHeldForReview(

@@ -17,6 +17,17 @@ from tests.conftest import CLERK, ISSUER, OPERATOR, read_topic
 FOREIGN_UNIT = "police-339902004"
 
 
+def eventually(predicate, timeout: float = 45.0, what: str = "the condition"):
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` seconds:
+    the services answer from different topics, so what a test waits for arrives in its own time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class Stack:
     """Handles on the running processes plus helpers the tests share."""
 

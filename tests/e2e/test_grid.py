@@ -4,12 +4,12 @@ is not never does; an operator cannot send a grid anything else; metrics by grid
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import ISSUER, OPERATOR, auth, unique
+from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -22,17 +22,10 @@ def _report(stack, text: str, division: str = "339901001001", headers=GRID_WORKE
                          **over}, headers=headers)
 
 
-def _wait(predicate, timeout: float = 45.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def _dispatches(stack, case_id: str) -> list[dict]:
-    return _wait(lambda: [e["data"] for e in stack.timeline(case_id) if e["type"] == "org.onewindow.case.dispatched.v1"])
+    return eventually(lambda: [e["data"] for e in stack.timeline(case_id) if e["type"] == "org.onewindow.case.dispatched.v1"])
 
 
 def test_a_grid_workers_report_outside_the_grid_is_refused(stack):
@@ -53,7 +46,7 @@ def test_a_grid_workers_report_outside_the_grid_is_refused(stack):
     r = _report(stack, "市场摊位之间因占道经营起争执", division="339901001002",
                 headers={"Authorization": f"Bearer {newcomer}"})
     assert r.status_code == 202, r.text
-    received = _wait(lambda: stack.timeline(r.json()["case_id"]))[0]
+    received = eventually(lambda: stack.timeline(r.json()["case_id"]))[0]
     assert received["data"]["location"]["grid_id"] == "339901001002-M1"
     assert received["actor"]["id"] == "gw-newcomer"
 
@@ -79,7 +72,7 @@ def test_a_minor_matter_on_the_access_list_goes_to_the_grid_and_others_never_do(
     # from the manual queue, an operator may send the grid its own matters and nothing else
     queued = stack.submit({"channel": "window", "description": unique("嗯嗯啊啊哦哦"),
                            "location": {"division_code": "339901001001", "grid_id": GRID}}).json()["case_id"]
-    _wait(lambda: any(e["type"] == "org.onewindow.case.manual_triage_required.v1" for e in stack.timeline(queued)))
+    eventually(lambda: any(e["type"] == "org.onewindow.case.manual_triage_required.v1" for e in stack.timeline(queued)))
     url = f"{stack.url('router')}/v1/cases/{queued}/dispatch"
     refused = httpx.post(url, headers=OPERATOR, timeout=10,
                          json={"category": "public_security.violence.fight", "unit_id": "grid-" + GRID})
@@ -97,7 +90,7 @@ def test_a_minor_matter_on_the_access_list_goes_to_the_grid_and_others_never_do(
         r = httpx.get(f"{stack.url('audit')}/v1/metrics", params={"by": "grid"}, headers=OPERATOR, timeout=10)
         return [f for f in r.json()["figures"] if f["key"] == GRID and f["handled_on_time_rate"] is not None]
 
-    [figure] = _wait(grid_figures)
+    [figure] = eventually(grid_figures)
     assert figure["dispatches"] >= 1 and figure["handled_on_time_rate"] == 1.0
     by_channel = httpx.get(f"{stack.url('audit')}/v1/metrics", params={"by": "channel"}, headers=OPERATOR,
                            timeout=10).json()

@@ -88,6 +88,18 @@ def test_a_wrong_event_type_on_the_submissions_topic_is_rejected(stack):
     assert b"org.onewindow.case.submission.v1" in rejection.value
 
 
+def test_a_system_may_not_finish_or_refuse_a_case_at_the_window(stack):
+    """直接办结 / 不予受理 belong to the clerk taking the report over HTTP, not to a submitting system."""
+    ref, event_id = f"110-{uuid.uuid4().hex[:12]}", str(uuid.uuid4())
+    _publish(stack, ref, event_id, {"channel": "police_referral", "description": unique("咨询户籍迁移手续"),
+                                    "location": {"division_code": "339901002003"},
+                                    "disposition": {"act": "close", "code": "answered", "note": "已答复"}})
+    rejection = _wait_for(stack, "intake.rejections", lambda r: r.key == event_id.encode())[0]
+    ev = decode(rejection.key, rejection.value, rejection.headers)
+    assert [e["field"] for e in ev.data["errors"]] == ["disposition"]
+    assert not [r for r in stack.read_topic("intake.cases") if _received_for(event_id)(r)]
+
+
 def test_a_rejected_submissions_dead_letter_keeps_no_personal_data(stack):
     """Refused submissions carry the reporter's name, phone and address: their dead letters (and audit's
     copy of them) keep the error, the envelope and a sha256 of the value, never the value."""

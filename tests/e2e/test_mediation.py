@@ -15,6 +15,7 @@ from confluent_kafka import Producer
 
 from shared.cloudevents import EnvelopeError, decode
 from tests.conftest import OPERATOR, auth, unique
+from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -41,14 +42,6 @@ def _transitions(stack, case_id: str) -> list[str]:
             if e["type"] == "org.onewindow.mediation.transitioned.v1"]
 
 
-def _wait(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def test_agreement_is_confirmed_by_the_court_and_the_case_closes(stack):
@@ -64,7 +57,7 @@ def test_agreement_is_confirmed_by_the_court_and_the_case_closes(stack):
     r = _act(stack, m, "agree", agreement_text="楼上住户承担维修费用并赔偿1500元", amount=1500)
     assert r.status_code == 200 and r.json()["agreement"]["amount"] == 1500
     assert _act(stack, m, "confirm").status_code == 200
-    _wait(lambda: "confirmed" in _transitions(stack, case_id))
+    eventually(lambda: "confirmed" in _transitions(stack, case_id))
     events = stack.close_case(case_id)
     assert _transitions(stack, case_id) == ["assigned", "session_scheduled", "session_held", "session_scheduled",
                                             "session_held", "agreement_reached", "confirmation_requested",
@@ -115,7 +108,7 @@ def test_court_referral_is_mediated_and_the_outcome_goes_back_to_the_court(stack
                 return ev.data
         return None
 
-    result = _wait(outcome)
+    result = eventually(outcome)
     assert result["outcome"] == "agreement_reached" and result["agreement"]["amount"] == 3000
 
 
@@ -128,7 +121,7 @@ def test_kill_and_restart_in_the_middle_of_a_lifecycle(stack):
     stack.procs["mediation"].wait_ready(60)
     assert _act(stack, m, "hold").status_code == 200
     assert _act(stack, m, "schedule").status_code == 200  # state survived: held → scheduled again
-    _wait(lambda: _transitions(stack, case_id) == ["assigned", "session_scheduled", "session_held",
+    eventually(lambda: _transitions(stack, case_id) == ["assigned", "session_scheduled", "session_held",
                                                    "session_scheduled"])
     time.sleep(1.0)
     assert _transitions(stack, case_id) == ["assigned", "session_scheduled", "session_held", "session_scheduled"]

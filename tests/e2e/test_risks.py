@@ -4,7 +4,6 @@ refused transitions answered 409; every change is an event with its actor in aud
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -14,6 +13,7 @@ import pytest
 from services.audit.domain import mask_text
 from services.mediation import risks
 from tests.conftest import OPERATOR, auth, unique
+from tests.e2e.conftest import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -22,14 +22,6 @@ TEXTS = ["楼上邻居半夜装修电钻声音持续不断", "隔壁狗整夜狂
          "邻居在楼道堆放大量杂物堵塞通道，双方争吵"]
 
 
-def _wait(predicate, timeout: float = 45.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def _case(stack, text: str, division: str, **extra) -> str:
@@ -54,7 +46,7 @@ def test_three_related_cases_open_one_risk_scored_by_the_weights(stack):
     division = "339901003002"
     cases = [_case(stack, TEXTS[0], division), _case(stack, TEXTS[1], division, people_involved=30),
              _case(stack, TEXTS[2], division, risk_flags=["elderly"])]
-    risk = _wait(lambda: next((r for r in _risks(stack) if set(cases) <= set(r["case_ids"])), None))
+    risk = eventually(lambda: next((r for r in _risks(stack) if set(cases) <= set(r["case_ids"])), None))
     assert sorted(risk["case_ids"]) == sorted(cases) and risk["origin"] == "cluster"
     assert risk["matter"] == "dispute.neighbourhood" and risk["division_code"] == division
     expected = {"cases": 3, "repeat_reports": 0, "group_signs": 1, "violence": 0, "vulnerable": 1, "assessment": 0}
@@ -64,20 +56,20 @@ def test_three_related_cases_open_one_risk_scored_by_the_weights(stack):
     assert risk["colour"] == risks.colour_of(score, WEIGHTS).value == "blue"
     assert [r["risk_id"] for r in _risks(stack) if set(r["case_ids"]) & set(cases)] == [risk["risk_id"]]
     # the register's trace: audit keeps the event under the risk id, done by the service itself
-    events = _wait(lambda: stack.timeline(risk["risk_id"]))
+    events = eventually(lambda: stack.timeline(risk["risk_id"]))
     assert events[0]["type"] == "org.onewindow.risk.identified.v1"
     assert events[0]["data"]["score"] == score and events[0]["actor"]["role"] == "service"
     # a fourth related case joins the same risk and raises its score
     fourth = _case(stack, "邻居家空调外机滴水到我家阳台，协商不成", division)
-    grown = _wait(lambda: next((r for r in _risks(stack) if fourth in r["case_ids"]), None))
+    grown = eventually(lambda: next((r for r in _risks(stack) if fourth in r["case_ids"]), None))
     assert grown["risk_id"] == risk["risk_id"] and grown["score"] > score
-    changed = _wait(lambda: [e for e in stack.timeline(risk["risk_id"])
+    changed = eventually(lambda: [e for e in stack.timeline(risk["risk_id"])
                              if e["type"] == "org.onewindow.risk.changed.v1"])
     assert changed[0]["data"]["previous_score"] == score and changed[0]["data"]["score"] == grown["score"]
     # 日研判: today's digest of the county lists the new risk (read from audit's trace), as new and rising
     today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
     listed = mask_text(risk["title"])  # the digest masks free text like every page of audit's
-    _wait(lambda: (lambda r: r.status_code == 200 and listed in r.text)(
+    eventually(lambda: (lambda r: r.status_code == 200 and listed in r.text)(
         httpx.get(f"{stack.url('audit')}/v1/reports/daily", params={"division": "339901", "day": today},
                   headers=OPERATOR, timeout=20)))
 
@@ -91,7 +83,7 @@ def test_an_operators_risk_runs_its_lifecycle_and_refuses_what_its_state_does_no
     assert httpx.post(url, json=body, headers=auth("clerk-token-0001"), timeout=10).status_code == 403
     assert httpx.post(url, json=body, headers=auth("operator-token-xishan"), timeout=10).status_code in (403, 422)
     # 422 until mediation has received the cases from intake
-    created = _wait(lambda: (r := httpx.post(url, json=body, headers=OPERATOR, timeout=10)).status_code == 201 and r)
+    created = eventually(lambda: (r := httpx.post(url, json=body, headers=OPERATOR, timeout=10)).status_code == 201 and r)
     risk = created.json()
     assert risk["status"] == "identified" and risk["origin"] == "operator" and sorted(risk["case_ids"]) == sorted(cases)
     rid = risk["risk_id"]
@@ -113,7 +105,7 @@ def test_an_operators_risk_runs_its_lifecycle_and_refuses_what_its_state_does_no
     assert httpx.get(f"{url}/{rid}", headers=auth("auditor-token-0001"), timeout=10).json()["status"] == "closed"
     assert rid not in [r["risk_id"] for r in _risks(stack, auth("operator-token-xishan"))]
     # every change an event with its actor, in audit's trace
-    events = _wait(lambda: (ev := stack.timeline(rid)) and len(ev) >= 6 and ev)
+    events = eventually(lambda: (ev := stack.timeline(rid)) and len(ev) >= 6 and ev)
     assert [e["data"]["status"] for e in events] == ["identified", "assessed", "guarded", "guarded", "resolving",
                                                      "closed"]
     assert events[3]["data"]["reason"] == "三色户 hh-339901004003-07: red (包保 town)"

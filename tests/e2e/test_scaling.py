@@ -11,6 +11,7 @@ import pytest
 
 from shared import devstack, topics
 from tests.conftest import unique
+from tests.e2e.conftest import eventually
 from tests.e2e.test_crash_recovery import TEXTS, _assert_exactly_once
 
 pytestmark = pytest.mark.e2e
@@ -24,13 +25,6 @@ def _last_assignment(log: str) -> set[str]:
     return {f"{t}:{p}" for t, p in re.findall(r"topic='([\w.]+)', partition=(\d+)", lines[-1])}
 
 
-def _wait(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def test_two_routers_split_partitions_and_one_takes_over_when_the_other_stops(stack):
@@ -41,13 +35,13 @@ def test_two_routers_split_partitions_and_one_takes_over_when_the_other_stops(st
                                      second_log).start()
     try:
         second.wait_ready(60)
-        _wait(lambda: second_log.exists() and _last_assignment(second_log.read_text()))
+        eventually(lambda: second_log.exists() and _last_assignment(second_log.read_text()), timeout=60)
 
         def split() -> bool:
             a, b = _last_assignment(first_log.read_text()), _last_assignment(second_log.read_text())
             return bool(a) and bool(b) and not (a & b) and (a | b) == ROUTER_PARTITIONS
 
-        _wait(split)
+        eventually(split, timeout=60)
 
         case_ids: list[str] = []
 
@@ -65,7 +59,7 @@ def test_two_routers_split_partitions_and_one_takes_over_when_the_other_stops(st
         # graceful: finishes its batch, commits, leaves the group (uvicorn re-raises SIGTERM when done)
         assert second.stop() in (0, -15)
         assert '"service stopped"' in second_log.read_text()
-        _wait(lambda: _last_assignment(first_log.read_text()) == ROUTER_PARTITIONS)
+        eventually(lambda: _last_assignment(first_log.read_text()) == ROUTER_PARTITIONS, timeout=60)
         feeder.join()
         _assert_exactly_once(stack, case_ids)
     finally:

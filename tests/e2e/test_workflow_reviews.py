@@ -4,12 +4,12 @@ citizen's 评价 and 申请重办 through intake — with router, intake and aud
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import OPERATOR, auth, unique
+from tests.e2e.conftest import eventually
 from tests.e2e.test_department_integration import _send
 from tests.e2e.test_router_api import _wait_in_queue
 from tests.e2e.test_workflow_acts import _manual_case, _post
@@ -31,14 +31,12 @@ def _statuses(stack, case_id: str) -> dict[str, str]:
 def _agree(stack, case_id: str, *expected: str, timeout: float = 30.0) -> None:
     """Wait until router, audit and intake all tell the same one of `expected` (they project from
     different topics)."""
-    deadline = time.monotonic() + timeout
     seen = {}
-    while time.monotonic() < deadline:
-        seen = _statuses(stack, case_id)
-        if len(set(seen.values())) == 1 and seen["router"] in expected:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"statuses never agreed on {expected}: {seen}")
+
+    def agreed() -> bool:
+        seen.update(_statuses(stack, case_id))
+        return len(set(seen.values())) == 1 and seen["router"] in expected
+    eventually(agreed, timeout, f"router, audit and intake to agree on {expected} (last seen {seen})")
 
 
 def _lead(stack, case_id: str) -> dict:
@@ -121,10 +119,8 @@ def test_split_a_report_into_cases_for_two_units(stack):
     split = stack.wait_timeline(case_id, "org.onewindow.case.split.v1")[-1]
     assert split["actor"]["id"] == "operator-1" and len(split["data"]["parts"]) == 2
     for p in parts:  # each part is traced as a case of its own (its unit may already be at work on it)
-        deadline = time.monotonic() + 20
-        while not any(e["type"].endswith("case.dispatched.v1") for e in stack.timeline(p["case_id"])):
-            assert time.monotonic() < deadline, f"part {p['case_number']} never reached audit"
-            time.sleep(0.3)
+        eventually(lambda: any(e["type"].endswith("case.dispatched.v1") for e in stack.timeline(p["case_id"])),
+                   20, f"part {p['case_number']} in audit")
     one = _post(stack, f"/cases/{_manual_case(stack)}/split", {"parts": [{"summary": "x", "category": VANDALISM}]})
     assert one.status_code == 422
 
@@ -133,13 +129,8 @@ def test_a_merged_cases_report_shows_on_the_timeline_of_the_case_it_follows(stac
     kept, merged = _manual_case(stack), _manual_case(stack)
     assert _post(stack, f"/cases/{merged}/merge", {"into_case_id": kept, "note": "同一路灯"}).status_code == 200
     _agree(stack, merged, "merged")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        reports = {e["case_id"] for e in stack.timeline(kept) if e["type"].endswith("case.received.v1")}
-        if reports == {kept, merged}:
-            break
-        time.sleep(0.3)
-    assert reports == {kept, merged}
+    eventually(lambda: {e["case_id"] for e in stack.timeline(kept) if e["type"].endswith("case.received.v1")}
+               == {kept, merged}, 20, "both reports on the kept case's timeline")
 
 
 def test_citizen_rates_and_asks_to_reopen_through_intake(stack):
@@ -164,10 +155,8 @@ def test_citizen_rates_and_asks_to_reopen_through_intake(stack):
                       json={"verification": PHONE, "rating": "satisfied"}).status_code == 403
     asked = httpx.post(f"{base}/reopen", headers=citizen, json={"verification": PHONE, "reason": "问题依旧"})
     assert asked.status_code == 202, asked.text
-    deadline, events = time.monotonic() + 30, []
-    while time.monotonic() < deadline and not any(e["type"].endswith("case.reopened.v1") for e in events):
-        events = stack.timeline(case_id)
-        time.sleep(0.3)
+    events = eventually(lambda: (lambda ev: ev if any(e["type"].endswith("case.reopened.v1") for e in ev) else None)(
+        stack.timeline(case_id)), 30, "the reopening in audit")
     types = [e["type"].removeprefix("org.onewindow.") for e in events]
     assert "case.rated.v1" in types and "case.reopen_requested.v1" in types and "case.reopened.v1" in types
     requested = next(e for e in events if e["type"].endswith("reopen_requested.v1"))
