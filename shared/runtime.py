@@ -70,7 +70,7 @@ class ServiceRuntime:
         """Migrate, connect, start the relay and the subscriptions."""
         s = self.settings
         setup_logging(self.service, s.log_level)
-        setup_telemetry(self.service)
+        setup_telemetry(self.service, trace_sql=s.trace_sql)
         # migrations and grants as the schema owner; the service itself as its own role (least privilege)
         role = service_role(self.service)
         await migrate(s.migration_database_url or s.database_url, self.service, self.migrations, role=role)

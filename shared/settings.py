@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     duplicate_window_hours: float = 72
     duplicate_threshold: float = 0.6
     log_level: str = "INFO"
+    # A span per SQL statement (opentelemetry-instrumentation-asyncpg): off by default, a cost on every
+    # statement; a sampled case's batch span already times its transaction.
+    trace_sql: bool = False
     # --- database logins, timeouts and intake's back-pressure (docs/deployment.md: "PostgreSQL logins")
     # The schema owner: only migrations (and the grants after them) log in with it; default database_url.
     migration_database_url: str | None = Field(

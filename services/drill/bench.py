@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +32,8 @@ from services.drill.stack import DrillStack, submission
 from shared import devstack, topics
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+# The deployment's trace sampling (docker-compose.yml): a case's trace is kept whole for 10 % of cases.
+SAMPLING = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -322,8 +326,42 @@ class CpuAccount:
         return per
 
 
-def run_bench(rate: float, seconds: float, workers: int, relay_records: int) -> dict:
-    """The whole run (bounded: two load phases of `seconds`, a relay of `relay_records`)."""
+class Profiles:
+    """py-spy flame graphs (SVG) of each service process while a phase runs: where its CPU goes."""
+
+    def __init__(self, stack: DrillStack, out: Path | None, seconds: float) -> None:
+        self.stack, self.out, self.seconds = stack, out, seconds
+        self._procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Profiles":
+        if self.out is None:
+            return self
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, p in self.stack.procs.items():
+            if p.proc is None:
+                continue
+            # --nonblocking: sampling must not pause the process it measures
+            self._procs.append(subprocess.Popen(
+                [spy, "record", "--pid", str(p.proc.pid), "--duration", str(int(self.seconds)), "--rate", "100",
+                 "--nonblocking", "--format", "flamegraph", "--output", str(self.out / f"{name}.svg")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=self.seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+
+
+def run_bench(rate: float, seconds: float, workers: int, relay_records: int, profile: Path | None = None) -> dict:
+    """The whole run (bounded: two load phases of `seconds`, a relay of `relay_records`); with `profile`,
+    a py-spy flame graph of each service at saturation is written into that folder."""
+    # traces sampled as the deployment samples them (docker-compose.yml), unless the caller says otherwise
+    for name, value in SAMPLING.items():
+        os.environ.setdefault(name, value)
     stack = DrillStack(simulator=False).start()
     run = uuid.uuid4().hex[:6]
     try:
@@ -336,8 +374,9 @@ def run_bench(rate: float, seconds: float, workers: int, relay_records: int) -> 
                 # CPU from the first request until every case is dispatched and in audit: the whole
                 # of what the cases of the phase cost (idle ticks while draining included)
                 before = cpu.read()
-                load = asyncio.run(drive(url, stack.clerk, f"{run}{name[0]}", rate=phase_rate, seconds=seconds,
-                                         workers=workers))
+                with Profiles(stack, profile if phase_rate is None else None, seconds):
+                    load = asyncio.run(drive(url, stack.clerk, f"{run}{name[0]}", rate=phase_rate,
+                                             seconds=seconds, workers=workers))
                 keys = set(load.sent_ms)
                 dispatched = asyncio.run(dispatch_times(bootstrap, keys, 120))
                 audited = asyncio.run(audit_times(dsn, keys, 120))
@@ -359,6 +398,7 @@ def run_bench(rate: float, seconds: float, workers: int, relay_records: int) -> 
     sat = phases["saturation"]
     return {
         "rate": rate, "seconds": seconds, "workers": workers, "phases": phases, "limits": limits,
+        "sampling": {name: os.environ[name] for name in SAMPLING},
         "ratios": {
             "end_to_end_vs_raw_relay": sat["dispatched_per_s"] / limits["raw_relay_4_hops"]["per_s"],
             "intake_vs_bare_asgi": sat["accepted_per_s"] / limits["bare_asgi"]["per_s"],

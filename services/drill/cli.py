@@ -53,6 +53,8 @@ def bench(
     workers: Annotated[int, typer.Option(min=1, max=256, help="concurrent clients at saturation")] = 32,
     relay_records: Annotated[int, typer.Option(min=1000, max=200_000, help="records through the raw relay")] = 20_000,
     results: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
+    profile: Annotated[Path | None, typer.Option(help="write a py-spy flame graph (SVG) of each service at "
+                                                      "saturation into this folder")] = None,
 ) -> None:
     """End to end on a private stack (loopback, bounded): cases/s and p50/p99 intake→dispatch and
     intake→audit at a fixed offered load and at saturation, beside a raw aiokafka 4-hop relay, a bare
@@ -61,7 +63,7 @@ def bench(
 
     from services.drill.bench import run_bench
 
-    r = run_bench(rate, seconds, workers, relay_records)
+    r = run_bench(rate, seconds, workers, relay_records, profile)
     f = lambda v, d=0: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = [f"{'':34}{'cases/s':>10}{'dispatch p50':>14}{'dispatch p99':>14}{'audit p50':>11}{'audit p99':>11}"]
     for name, label in (("fixed", f"system, offered {rate:g}/s"), ("saturation", f"system, saturation ({workers} clients)")):

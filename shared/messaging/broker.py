@@ -1,4 +1,4 @@
-"""The FastStream broker factory (OpenTelemetry middleware) and batch subscriptions with explicit acks."""
+"""The FastStream broker factory and batch subscriptions with explicit acks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Any
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from opentelemetry import trace
 
 from shared.messaging.consumer import BatchProcessor
 from shared.settings import Settings
@@ -29,7 +27,7 @@ def create_broker(settings: Settings, service: str) -> KafkaBroker:
         settings.kafka_bootstrap_servers,
         security=security,
         client_id=f"onewindow-{service}",
-        middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
+        # no per-message telemetry middleware: BatchProcessor spans each batch and each sampled event
         graceful_timeout=20.0,
         metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         # per-message "Received/Processed" lines are debug noise; errors still log at ERROR

@@ -8,14 +8,14 @@ lock) so a case's events leave in the order they were written.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
+from base64 import b64decode, b64encode
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import asyncpg
+import orjson
 
 from shared.cloudevents import Actor, CloudEvent
 from shared.messaging.producer import EventProducer, Record
@@ -57,11 +57,11 @@ class Emitter:
 
 def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> str:
     # base64: header values are bytes and may hold anything (a dead letter keeps them as they came)
-    return json.dumps([[k, base64.b64encode(v or b"").decode()] for k, v in headers])
+    return orjson.dumps([[k, b64encode(v or b"").decode()] for k, v in headers]).decode()
 
 
 def _decode_headers(raw: str) -> list[tuple[str, bytes]]:
-    return [(k, base64.b64decode(v)) for k, v in json.loads(raw)]
+    return [(k, b64decode(v)) for k, v in orjson.loads(raw)]
 
 
 async def add_to_outbox(conn: asyncpg.Connection, items: Sequence[Outgoing]) -> None:
@@ -77,10 +77,14 @@ async def add_records_to_outbox(conn: asyncpg.Connection, records: Sequence[Reco
     """Write raw records (each with an `event_id` for de-duplication) to the outbox."""
     if not records:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5::jsonb)"
+    # one statement for the whole batch (arrays unnested in order, so `seq` keeps the emit order)
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, value, headers)"
+        " SELECT e, t, k, v, h::jsonb FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[])"
+        " WITH ORDINALITY AS r(e, t, k, v, h, n) ORDER BY n"
         " ON CONFLICT (event_id) DO NOTHING",
-        [(r.event_id, r.topic, r.key, r.value, _encode_headers(r.headers)) for r in records],
+        [r.event_id for r in records], [r.topic for r in records], [r.key for r in records],
+        [r.value for r in records], [_encode_headers(r.headers) for r in records],
     )
 
 
