@@ -7,7 +7,6 @@ from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from shared.messaging.consumer import BatchProcessor
 from shared.settings import Settings
@@ -36,9 +35,12 @@ def create_broker(settings: Settings, service: str) -> KafkaBroker:
     )
 
 
-async def _raw(_msg: Any) -> None:
+async def _raw(msg: Any) -> tuple:
     # The processor reads the raw records itself: FastStream must not decode (and choke on) poison.
-    return None
+    # The records are the handler's body: a `KafkaMessage` parameter (a context field) would be
+    # resolved in a worker thread on every batch.
+    raw = msg.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
 
 
 def subscribe_batches(broker: KafkaBroker, processor: BatchProcessor, topics: list[str], settings: Settings) -> None:
@@ -61,6 +63,5 @@ def subscribe_batches(broker: KafkaBroker, processor: BatchProcessor, topics: li
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         decoder=_raw,
     )
-    async def on_batch(message: KafkaMessage) -> None:
-        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+    async def on_batch(records: Any) -> None:
         await processor.process(records)
