@@ -67,13 +67,12 @@ def trace_batch(heads: dict[str, tuple[int, bytes]], summaries: dict[str, domain
 
 
 async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
-    """Append each new event to its case's chain and fold it into the case's summary. Per batch three
-    statements: one read of the chain heads and summaries, one COPY of the records, one upsert of the
-    summaries (each case's folded once over its events of the batch)."""
+    """Append each new event to its case's chain and fold it into the case's summary. Per batch one
+    read of the chain heads and summaries, then the records and the summaries (each case's folded
+    once over its events of the batch) in one statement, or for a large batch one COPY and one upsert."""
     heads, summaries = await storage.heads_and_summaries(conn, {i.event.subject: None for i in items})
     rows, changed = trace_batch(heads, summaries, items)
-    await storage.append_events(conn, rows)
-    await storage.save_summaries(conn, changed.values())
+    await storage.record(conn, rows, list(changed.values()))
     return []
 
 

@@ -4,6 +4,7 @@ case summaries, dead letters and the command centre's metrics."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from dataclasses import fields
 from operator import attrgetter
@@ -43,6 +44,22 @@ async def heads_and_summaries(conn: asyncpg.Connection, case_ids: Iterable[str]
 async def append_events(conn: asyncpg.Connection, rows: list[NewRecord]) -> None:
     """Append new records in one COPY."""
     await conn.copy_records_to_table("events", columns=NEW_RECORD_COLUMNS, records=rows)
+
+
+# Up to this many records a batch is written in one statement (the records and the summaries); more go
+# by COPY, then the summaries' upsert. Each statement is a round trip whose fixed cost (a few hundred
+# µs of CPU between the service and PostgreSQL) dominates small batches; per row, COPY is cheaper.
+ONE_STATEMENT_MAX = 16
+
+
+async def record(conn: asyncpg.Connection, rows: list[NewRecord], summaries: list[CaseSummary]) -> None:
+    """Append a batch's records and upsert its cases' summaries: one statement for a small batch,
+    else COPY and one upsert."""
+    if len(rows) > ONE_STATEMENT_MAX:
+        await append_events(conn, rows)
+        await save_summaries(conn, summaries)
+        return
+    await conn.execute(_APPEND_AND_SAVE, *[list(c) for c in zip(*rows)], *_summary_arrays(summaries))
 
 
 async def append_dead_letters(conn: asyncpg.Connection, rows: list[tuple]) -> None:
@@ -214,14 +231,28 @@ _SAVE_SUMMARIES = (
     " ON CONFLICT (case_id) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in SUMMARY_COLUMNS[1:]))
 
 
+def _summary_arrays(summaries: Iterable[CaseSummary]) -> list[list]:
+    rows = [_summary_values(s) for s in summaries]
+    columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in SUMMARY_COLUMNS]
+    columns[_UNITS_AT] = [_text_array(u) for u in columns[_UNITS_AT]]
+    return columns
+
+
 async def save_summaries(conn: asyncpg.Connection, summaries: Iterable[CaseSummary]) -> None:
     """Upsert summaries in one statement: one array per column, unnested (the batch's cases)."""
-    rows = [_summary_values(s) for s in summaries]
-    if not rows:
-        return
-    columns = [list(c) for c in zip(*rows)]
-    columns[_UNITS_AT] = [_text_array(u) for u in columns[_UNITS_AT]]
-    await conn.execute(_SAVE_SUMMARIES, *columns)
+    columns = _summary_arrays(summaries)
+    if columns[0]:
+        await conn.execute(_SAVE_SUMMARIES, *columns)
+
+
+_EVENT_TYPES = {"seq": "integer", "time": "timestamptz", "partition": "integer", "kafka_offset": "bigint",
+                "data": "jsonb", "prev_hash": "bytea", "hash": "bytea", "broker_time": "timestamptz"}
+# the records (an INSERT from one array per column, done whatever the rest of the statement does) and
+# the summaries' upsert, its parameters numbered after the records'
+_APPEND_AND_SAVE = (
+    f"WITH appended AS (INSERT INTO events ({', '.join(NEW_RECORD_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i + 1}::{_EVENT_TYPES.get(c, 'text')}[]" for i, c in enumerate(NEW_RECORD_COLUMNS)) + ")) "
+    + re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + len(NEW_RECORD_COLUMNS)}", _SAVE_SUMMARIES))
 
 
 async def search(pool: asyncpg.Pool, *, case_number: str | None = None, division: str | None = None,
@@ -490,3 +521,4 @@ async def daily_trend(pool: asyncpg.Pool, by: str, since, until, jurisdiction: l
         " WHERE (e.type = $1 OR e.type = ANY($2::text[])) AND e.time >= $3 AND e.time < $4"
         "   AND ($5::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($5::text[]) j WHERE s.division LIKE j || '%'))"
         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", _RECEIVED, list(_CLOSED), since, until, jurisdiction)
+
