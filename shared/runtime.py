@@ -216,7 +216,9 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
         from shared.contracts.asyncapi import service_document
 
         return service_document(runtime.service)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    # The server span only: no internal span per ASGI receive and send message (two or three more spans
+    # per request that say nothing the server span does not).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"])
     app.add_middleware(BodyLimit, max_bytes=max_body)
     install_cors(app, runtime.settings)  # outermost: even a 413 reaches the console's page readable
     return app

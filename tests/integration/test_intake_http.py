@@ -5,6 +5,7 @@ submission is accepted and stored as it was sent."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -13,9 +14,14 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
 
+from services.intake import domain
+from services.intake.api import SubmitFastPath
 from services.intake.entry import create_app
 from shared import devstack
+from shared.cloudevents import derive_id
 from shared.settings import Settings
 from tests.conftest import CLERK, ISSUER, auth, unique
 
@@ -129,16 +135,17 @@ def database(new_database) -> str:
     return new_database()
 
 
-@pytest.fixture(scope="module")
-async def intake(database):
-    """Intake in process as its own role, on a database of its own; a broker that is not there."""
+@pytest.fixture(scope="module", params=[True, False], ids=["fast path", "FastAPI route"])
+async def intake(database, request):
+    """Intake in process as its own role, on a database of its own; a broker that is not there. Both
+    ways of answering POST /v1/cases: the fast path (as it runs) and the FastAPI route alone."""
     settings = Settings(_env_file=None, database_url=database, database_login_per_service=True,
                         kafka_bootstrap_servers=f"127.0.0.1:{devstack.free_port()}",
                         auth_issuer=ISSUER.issuer, auth_jwks_file=ISSUER.jwks_file, outbox_poll_seconds=60)
-    app = create_app(settings)
+    app = create_app(settings, fast_path=request.param)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://intake", timeout=20) as client:
-        yield client, database
+        yield client, database, app
 
 
 async def _post(client: httpx.AsyncClient, headers, body) -> httpx.Response:
@@ -149,7 +156,7 @@ async def _post(client: httpx.AsyncClient, headers, body) -> httpx.Response:
 
 @pytest.mark.parametrize("name", sorted(REFUSALS))
 async def test_every_refusal_is_the_problem_it_was(intake, name):
-    client, _ = intake
+    client, _, _ = intake
     headers, body, status, problem = REFUSALS[name]
     r = await _post(client, headers, body)
     assert r.status_code == status, r.text
@@ -159,7 +166,7 @@ async def test_every_refusal_is_the_problem_it_was(intake, name):
 
 
 async def test_the_first_of_repeated_headers_counts(intake):
-    client, _ = intake
+    client, _, _ = intake
     key = f"key-{uuid.uuid4()}"
     r = await client.post("/v1/cases", json=_body(), headers=[*CLERK.items(), ("Idempotency-Key", "short"),
                                                                ("Idempotency-Key", key)])
@@ -172,7 +179,7 @@ async def test_the_first_of_repeated_headers_counts(intake):
 
 
 async def test_a_submission_is_accepted_once_and_stored_as_sent(intake):
-    client, database = intake
+    client, database, _ = intake
     key = f"key-{uuid.uuid4()}"
     body = _body(title="  楼上噪音  ", reporter={"name": "王五", "phone": "13700002222"},
                  risk_flags=["minors", "elderly", "minors"], occurred_at="2026-11-30T08:00:00+08:00",
@@ -209,7 +216,78 @@ async def test_a_submission_is_accepted_once_and_stored_as_sent(intake):
 
 
 async def test_a_body_in_another_unicode_encoding_is_read_as_before(intake):
-    client, _ = intake
+    client, _, _ = intake
     for encoded in (json.dumps(_body()).encode("utf-16"), b"\xef\xbb\xbf" + json.dumps(_body()).encode()):
         r = await client.post("/v1/cases", content=encoded, headers=CLERK)
         assert r.status_code == 202, r.text
+
+
+async def test_a_client_that_leaves_before_its_body_is_sent_is_no_error(intake, caplog):
+    client, database, app = intake
+    messages = iter([{"type": "http.request", "body": b'{"channel": ', "more_body": True}])
+    sent = []
+
+    async def receive():  # then the client is gone: a server says so from then on
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/cases", "raw_path": b"/v1/cases", "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"intake"), (b"authorization", CLERK["Authorization"].encode())],
+             "client": ("127.0.0.1", 1), "server": ("intake", 80), "state": {}}
+    with caplog.at_level(logging.ERROR):
+        try:
+            await app(scope, receive, send)
+        except Exception:  # the FastAPI route's way: an error (ClientDisconnect), answered 500 and logged
+            pass
+    fast = any(isinstance(m, SubmitFastPath) for m in _middleware(app))
+    if fast:  # nobody to answer, nothing to log
+        assert sent == [] and "unhandled error" not in [r.getMessage() for r in caplog.records]
+    else:
+        assert sent[0]["status"] == 500
+
+
+def _middleware(app):
+    """The ASGI apps of the built middleware stack, outermost first."""
+    layer = app.middleware_stack
+    while layer is not None:
+        yield layer
+        layer = getattr(layer, "app", None)
+
+
+class _Spans(SpanProcessor):
+    """Collects the spans that end while it listens (the service's tracer provider is process-wide)."""
+
+    def __init__(self) -> None:
+        self.ended, self.listening = [], True
+
+    def on_end(self, span) -> None:
+        if self.listening:
+            self.ended.append(span)
+
+
+async def test_the_case_trace_starts_in_the_request_span_which_continues_the_caller(intake):
+    client, database, _ = intake
+    provider = trace.get_tracer_provider()
+    spans = _Spans()
+    provider.add_span_processor(spans)
+    caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    try:
+        r = await client.post("/v1/cases", json=_body(), headers={**CLERK, "traceparent": f"00-{caller_trace}-{caller_span}-01"})
+    finally:
+        spans.listening = False
+    assert r.status_code == 202, r.text
+    (server,) = [s for s in spans.ended if s.kind is trace.SpanKind.SERVER]
+    assert server.name == "POST /v1/cases"
+    assert format(server.context.trace_id, "032x") == caller_trace and format(server.parent.span_id, "016x") == caller_span
+    assert server.attributes.get("http.response.status_code", server.attributes.get("http.status_code")) == 202
+    conn = await asyncpg.connect(database)
+    try:
+        headers = await conn.fetchval("SELECT headers FROM intake.outbox WHERE event_id = $1",
+                                      derive_id(domain.SOURCE, uuid.UUID(r.json()["case_id"]), "received"))
+    finally:
+        await conn.close()
+    traceparent = {k: base64.b64decode(v).decode() for k, v in json.loads(headers)}["traceparent"]
+    assert traceparent.split("-")[1:3] == [caller_trace, format(server.context.span_id, "016x")]
