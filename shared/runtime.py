@@ -203,7 +203,10 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, lifespan=lifespan, version="1")
+    # FastAPI's own telemetry stays off (it steps aside for the OTel instrumentation below anyway, after
+    # checking for it on every request)
+    app = FastAPI(title=title, lifespan=lifespan, version="1",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_problem_handlers(app)
 
     add_health(app, ready=lambda: runtime.pool is not None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -101,13 +102,14 @@ def format_case_number(prefix: str, sequence: int) -> str:
     return f"{prefix}-{sequence:05d}"
 
 
-_NOT_TEXT = frozenset("，。！？、,.!?;；:：()（）")
+# whitespace (as str.isspace says) and punctuation do not count in a text's bigrams
+_NOT_TEXT = re.compile(r"[\s，。！？、,.!?;；:：()（）]+")
 
 
 def _bigrams(text: str) -> set[int]:
     """The text's character bigrams (each as one int: the two code points side by side, smaller and
     quicker to compare than 2-character strings), or its characters when it has a single one."""
-    chars = [ord(c) for c in text if not c.isspace() and c not in _NOT_TEXT]
+    chars = list(map(ord, _NOT_TEXT.sub("", text)))
     return {a << 21 | b for a, b in zip(chars, chars[1:])} or set(chars)
 
 
@@ -156,16 +158,21 @@ def find_duplicate(
     text = _bigrams(f"{sub.title} {sub.description}")
     size = len(text)
     division, category, since = sub.location.division_code, sub.category, received_at - policy.window
+    # the similarity is at most the ratio of the two sizes: a candidate whose ratio is below this (a
+    # margin under the threshold, for the rounding of the score) cannot reach the threshold
+    reach = policy.threshold - 0.001
     best: tuple[OpenCase, float] | None = None
     for case in open_cases:
         if case.division_code != division or case.category != category:
             continue
         if not (since <= case.received_at <= received_at):
             continue
-        other = len(case.bigrams)
-        if size and other and round(min(size, other) / max(size, other), 3) < policy.threshold:
-            continue  # the similarity is at most the ratio of the two sizes: this one cannot reach the threshold
-        score = round(_jaccard(text, case.bigrams), 3)
+        bigrams = case.bigrams
+        other = len(bigrams)
+        if size and other and (size < reach * other if size < other else other < reach * size):
+            continue
+        common = len(text & bigrams) if size and other else 0
+        score = round(common / (size + other - common), 3) if common else 0.0  # Jaccard, |x ∪ y| not built
         if score >= policy.threshold and (best is None or score > best[1]):
             best = (case, score)
     return best
