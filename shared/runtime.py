@@ -203,7 +203,10 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, lifespan=lifespan, version="1")
+    # FastAPI's own telemetry stays off (it steps aside for the OTel instrumentation below anyway, after
+    # checking for it on every request)
+    app = FastAPI(title=title, lifespan=lifespan, version="1",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_problem_handlers(app)
 
     add_health(app, ready=lambda: runtime.pool is not None)
@@ -216,7 +219,9 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
         from shared.contracts.asyncapi import service_document
 
         return service_document(runtime.service)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    # The server span only: no internal span per ASGI receive and send message (two or three more spans
+    # per request that say nothing the server span does not).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"])
     app.add_middleware(BodyLimit, max_bytes=max_body)
     install_cors(app, runtime.settings)  # outermost: even a 413 reaches the console's page readable
     return app
