@@ -12,6 +12,7 @@ recorded twice or one offer produced two cases. Offers are retried with the same
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -59,6 +60,8 @@ class DrillResult:
     offered_during_fault: int = 0  # new cases offered between the fault's beginning and end
     recovery_seconds: float | None = None  # fault's end → every case offered before it dispatched (in audit)
     batches: dict = field(default_factory=dict)  # per consumer group: the partitions its batches spanned
+    observed: dict = field(default_factory=dict)  # what the fault itself saw (e.g. uncommitted records midway)
+    refusals: dict = field(default_factory=dict)  # refused or unanswered offers: count and a sample answer
 
     @property
     def passed(self) -> bool:
@@ -89,9 +92,44 @@ def pause_router(stack: DrillStack, rng: random.Random) -> str:
 
 
 def restart_postgres(stack: DrillStack, rng: random.Random) -> str:
-    """Every consumer's batch in flight fails (an outage: sought back, read again); intake refuses."""
-    stack.restart_postgres(3)
+    """Every consumer's batch in flight fails (an outage: sought back to the earliest record of each of
+    its partitions, read again, fails again until PostgreSQL is back); intake refuses. Midway, what
+    each group has read but not committed — what its failing batches hold — is taken from the broker."""
+    stack.pg_ctl("-m", "immediate", "stop")
+    time.sleep(1.5)
+    stack.observed["uncommitted_during_outage"] = asyncio.run(uncommitted(stack.env["KAFKA_BOOTSTRAP_SERVERS"]))
+    time.sleep(1.5)
+    stack.pg.ensure_postgres_running()
     return "PostgreSQL stopped (immediate) for 3 s, started again"
+
+
+async def uncommitted(bootstrap: str) -> dict[str, dict]:
+    """Per consumer group of the services: the records past its committed offsets (records, partitions,
+    topics). A group re-reads them all, up to 500 records, in the batch it retries after a failure."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    groups = {c.group: c.topics for party in topics.SERVICES.values() for c in party.consumers}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await reader.start()
+    try:
+        tps = [TopicPartition(t, p) for t in sorted({t for ts in groups.values() for t in ts})
+               for p in sorted(reader.partitions_for_topic(t) or ())]
+        ends = await reader.end_offsets(tps)
+        out = {}
+        for group, names in sorted(groups.items()):
+            mine = [tp for tp in tps if tp.topic in names]
+            committed = await admin.list_consumer_group_offsets(group, partitions=mine)
+            behind = {tp: ends[tp] - max(committed[tp].offset, 0) if tp in committed else ends[tp] for tp in mine}
+            behind = {tp: n for tp, n in behind.items() if n > 0}
+            out[group] = {"records": sum(behind.values()), "partitions": len(behind),
+                          "topics": len({tp.topic for tp in behind})}
+        return out
+    finally:
+        await reader.stop()
+        await admin.close()
 
 
 def restart_broker(stack: DrillStack, rng: random.Random) -> str:
@@ -144,7 +182,8 @@ class Client(Connection):
     """bench's keep-alive HTTP/1.1 connection (light enough not to be the bottleneck), with a path and
     extra headers per request."""
 
-    async def request(self, path: str, payload: dict, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def request(self, path: str, payload: dict, headers: dict[str, str]) -> tuple[int, bytes, float | None]:
+        """(status, body, Retry-After in seconds if the answer has one)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         data = json.dumps(payload, ensure_ascii=False).encode()
@@ -153,17 +192,19 @@ class Client(Connection):
                            f"{extra}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
                           + data)
         head = await self.reader.readuntil(b"\r\n\r\n")
-        status, length, close = int(head[9:12]), 0, False
+        status, length, close, retry_after = int(head[9:12]), 0, False, None
         for line in head.split(b"\r\n"):
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
             elif name.lower() == b"connection" and value.strip().lower() == b"close":
                 close = True
+            elif name.lower() == b"retry-after" and value.strip().isdigit():
+                retry_after = float(value)
         body = await self.reader.readexactly(length)
         if close:
             self.close()
-        return status, body
+        return status, body, retry_after
 
 
 class Pool:
@@ -175,20 +216,22 @@ class Pool:
         self.host, self.port, self.token = host, int(port), token
         self.free: list[Client] = []
 
-    async def post(self, path: str, payload: dict, headers: dict[str, str] | None = None) -> tuple[int, str]:
-        """(status, body) — status 0 and the error's name when no answer came."""
+    async def post(self, path: str, payload: dict,
+                   headers: dict[str, str] | None = None) -> tuple[int, str, float | None]:
+        """(status, body, Retry-After) — status 0 and the error's name when no answer came."""
         conn = self.free.pop() if self.free else Client(self.host, self.port, "", self.token)
         try:
-            status, body = await asyncio.wait_for(conn.request(path, payload, headers or {}), REQUEST_TIMEOUT)
+            status, body, retry_after = await asyncio.wait_for(conn.request(path, payload, headers or {}),
+                                                               REQUEST_TIMEOUT)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
                 ValueError) as exc:
             conn.close()
-            return 0, type(exc).__name__
+            return 0, type(exc).__name__, None
         if status >= 500:
             conn.close()  # the server may drop the connection after an error: do not reuse it
         else:
             self.free.append(conn)
-        return status, body.decode(errors="replace")
+        return status, body.decode(errors="replace"), retry_after
 
     def close(self) -> None:
         for conn in self.free:
@@ -207,32 +250,36 @@ class Flow:
     accepted: dict[int, str] = field(default_factory=dict)
     accepted_at: dict[int, float] = field(default_factory=dict)
     requests: int = 0
-    refusals: Counter = field(default_factory=Counter)
-    last_refusal: str = ""
+    refusals: Counter = field(default_factory=Counter)  # refused or unanswered offers, by status or error
+    refusal_samples: dict[str, str] = field(default_factory=dict)  # the first answer of each refusing status
     offers_done: bool = False
     closed: set[str] = field(default_factory=set)
     callbacks: Counter = field(default_factory=Counter)  # callback answers by status
     ready: threading.Event = field(default_factory=threading.Event)
     t0: float = 0.0  # monotonic time of the first offer
+    jitter: random.Random = field(default_factory=lambda: random.Random(0))
 
     async def offer(self, intake: Pool, i: int) -> None:
-        """Offer case i until intake accepts it, again with the same key after a refusal or no answer."""
+        """Offer case i until intake accepts it, again with the same key after a refusal or no answer:
+        as a client does, after the Retry-After of the answer, else after 0.5 s doubling up to 4 s,
+        each wait jittered (±50 %) so that refused clients do not come back in step."""
         self.offered_at[i] = time.time()
         deadline = time.monotonic() + OFFER_PATIENCE
-        while True:
+        for attempt in itertools.count():
             self.requests += 1
-            status, body = await intake.post("/v1/cases", submission(i, self.run),
-                                             {"Idempotency-Key": f"{self.run}-{i:06d}"})
+            status, body, retry_after = await intake.post("/v1/cases", submission(i, self.run),
+                                                          {"Idempotency-Key": f"{self.run}-{i:06d}"})
             if status == 202:
                 self.accepted[i] = json.loads(body)["case_id"]
                 self.accepted_at[i] = time.time()
                 return
             why = f"HTTP {status}" if status else body
             self.refusals[why] += 1
-            self.last_refusal = why if not status else f"{why}: {body[:200]}"
+            if status:
+                self.refusal_samples.setdefault(why, body[:300])
             if time.monotonic() > deadline:
                 return
-            await asyncio.sleep(0.5)
+            await asyncio.sleep((retry_after or min(4.0, 0.5 * 2 ** attempt)) * self.jitter.uniform(0.5, 1.5))
 
     async def drive(self, stack: DrillStack, fault_done: threading.Event, settle_seconds: float) -> None:
         """Offer `cases` at `rate`; meanwhile, and afterwards until every accepted case closed (or
@@ -266,7 +313,7 @@ class Flow:
 
         async def callback(case_id: str) -> None:
             async with limit:
-                status, _ = await router.post(f"/v1/cases/{case_id}/callback", {"satisfied": True})
+                status, _, _ = await router.post(f"/v1/cases/{case_id}/callback", {"satisfied": True})
             self.callbacks[status] += 1
             if status == 200:
                 called.add(case_id)
@@ -302,7 +349,7 @@ def run_drill(name: str, cases: int, seed: int, rate: float = 5.0, settle_second
     started = time.monotonic()
     stack = DrillStack().start()
     try:
-        flow = Flow(cases, rate, run)
+        flow = Flow(cases, rate, run, jitter=random.Random(seed))
         fault_done = threading.Event()
         failure: list[BaseException] = []
 
@@ -369,7 +416,7 @@ def account(name: str, claimed: bool, stack: DrillStack, flow: Flow, fault: tupl
                       sorted({flow.accepted[i] for i in before}), DISPATCHED)[0]
         if r["n"] == len({flow.accepted[i] for i in before}):  # else some are lost: no recovery
             recovery = round(max(0.0, float(r["at"]) - ended), 1)
-    batches = batch_spans(stack, ended)
+    batches = batch_spans(stack, began)
     refused = sum(flow.refusals.values())
     return DrillResult(
         name, claimed, flow.cases, len(ids), recorded, len(ids) - recorded, duplicated_events + extra_cases,
@@ -377,7 +424,6 @@ def account(name: str, claimed: bool, stack: DrillStack, flow: Flow, fault: tupl
         f"{note}; {refused} offers retried"
         + (f" ({', '.join(f'{k} ×{v}' for k, v in flow.refusals.most_common(3))})" if refused else "")
         + f"; {len(flow.closed)} closed"
-        + (f"; last refusal: {flow.last_refusal}" if len(ids) < flow.cases and flow.last_refusal else "")
         + (f"; lost after: {lost_after}" if lost_after else ""),
         lost_after or None,
         rate=flow.rate,
@@ -389,15 +435,18 @@ def account(name: str, claimed: bool, stack: DrillStack, flow: Flow, fault: tupl
         offered_during_fault=sum(1 for at in first if began <= at <= ended),
         recovery_seconds=recovery,
         batches=batches,
+        observed=stack.observed,
+        refusals={why: {"count": n, "sample": flow.refusal_samples.get(why)} for why, n in flow.refusals.most_common()},
     )
 
 
-def batch_spans(stack: DrillStack, fault_ended: float) -> dict:
+def batch_spans(stack: DrillStack, struck: float) -> dict:
     """How many partitions the consumers' batches spanned, per consumer group. A batch is applied in one
     transaction, whose inbox rows share `processed_at` (the transaction's start); audit holds the
     topic and partition each of those events came from. For each group: batches, records, how many
     batches held records from two partitions or more, the most partitions in one batch, and the first
-    batch applied after the fault ended (for the PostgreSQL drill: the batch that had failed, read again)."""
+    batch whose transaction began after the fault struck (for the PostgreSQL drill, where none can begin
+    while it is down: the batch that had kept failing, read again once it was back)."""
     schemas = [r["table_schema"] for r in stack.sql(
         "SELECT table_schema FROM information_schema.tables WHERE table_name = 'inbox' ORDER BY 1")]
     spans: dict[tuple[str, float], set[tuple[str, int]]] = {}
@@ -413,13 +462,13 @@ def batch_spans(stack: DrillStack, fault_ended: float) -> dict:
     out: dict[str, dict] = {}
     for (group, at), parts in sorted(spans.items()):
         g = out.setdefault(group, {"batches": 0, "records": 0, "several_partitions": 0, "most_partitions": 0,
-                                   "first_after_fault": None})
+                                   "first_after_strike": None})
         g["batches"] += 1
         g["records"] += sizes[(group, at)]
         g["several_partitions"] += len(parts) > 1
         g["most_partitions"] = max(g["most_partitions"], len(parts))
-        if at >= fault_ended and g["first_after_fault"] is None:
-            g["first_after_fault"] = {"records": sizes[(group, at)], "partitions": len(parts),
+        if at >= struck and g["first_after_strike"] is None:
+            g["first_after_strike"] = {"records": sizes[(group, at)], "partitions": len(parts),
                                       "topics": len({t for t, _ in parts})}
     return out
 
