@@ -11,14 +11,17 @@ import typer
 
 def drill(
     name: Annotated[list[str] | None, typer.Option("--drill", help="a drill to run (repeatable); default: all")] = None,
-    cases: Annotated[int, typer.Option(min=5, max=2000, help="cases offered per drill")] = 60,
+    cases: Annotated[int, typer.Option(min=5, max=20_000, help="cases offered per drill")] = 60,
+    rate: Annotated[float, typer.Option(min=0.5, max=500, help="new cases offered per second while the fault "
+                                                                "happens (open loop; retries come on top)")] = 5.0,
     seed: Annotated[int, typer.Option(help="seed of the fault timing")] = 1,
     results: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
 ) -> None:
     """Kill -9 each service, pause a consumer past its session (a rebalance), restart PostgreSQL,
-    restart the broker, poison every consumed topic — each while cases flow — then print, per drill,
-    cases offered, accepted, recorded, lost and duplicated. Exit 1 if a drill the design claims to
-    survive lost or duplicated anything."""
+    restart the broker, poison every consumed topic — each while cases are offered at `--rate` per
+    second, striking between 20 % and 40 % of the load — then print, per drill, cases offered, the
+    rate offered and accepted, lost, duplicated and the recovery time. Exit 1 if a drill the design
+    claims to survive lost or duplicated anything."""
     from rich.console import Console
     from rich.table import Table
 
@@ -31,15 +34,20 @@ def drill(
         raise typer.Exit(2)
     out = []
     for n in chosen:
-        typer.echo(f"drill {n}: {cases} cases …", err=True)
-        out.append(run_drill(n, cases, seed))
-    t = Table("drill", "claimed", "offered", "accepted", "recorded", "lost", "duplicated", "dead letters", "seconds", "result",
-              "what happened", title="fault drills")
+        typer.echo(f"drill {n}: {cases} cases at {rate:g}/s …", err=True)
+        out.append(run_drill(n, cases, seed, rate))
+    t = Table("drill", "claimed", "offered", "offered/s", "accepted/s", "accepted", "recorded", "lost", "duplicated",
+              "dead letters", "fault at s", "recovery s", "batches over 2+ partitions", "seconds", "result",
+              "what happened", title=f"fault drills ({cases} cases at {rate:g}/s)")
     for r in out:
-        t.add_row(r.drill, "yes" if r.claimed else "no", str(r.offered), str(r.accepted), str(r.recorded),
-                  str(r.lost), str(r.duplicated), str(r.dead_letters), f"{r.seconds:.0f}",
-                  "ok" if r.passed else "FAILED", r.note, style=None if r.passed else "red")
-    Console(width=200).print(t)
+        several = sum(g["several_partitions"] for g in r.batches.values())
+        batches = sum(g["batches"] for g in r.batches.values())
+        t.add_row(r.drill, "yes" if r.claimed else "no", str(r.offered), f"{r.offered_per_s:.1f}",
+                  f"{r.accepted_per_s:.1f}", str(r.accepted), str(r.recorded), str(r.lost), str(r.duplicated),
+                  str(r.dead_letters), "-" if not r.fault_window else f"{r.fault_window[0]:.1f}–{r.fault_window[1]:.1f}",
+                  "-" if r.recovery_seconds is None else f"{r.recovery_seconds:.1f}", f"{several}/{batches}",
+                  f"{r.seconds:.0f}", "ok" if r.passed else "FAILED", r.note, style=None if r.passed else "red")
+    Console(width=240).print(t)
     path = results or Path("bench/results") / f"drill-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(as_json(out), encoding="utf-8")

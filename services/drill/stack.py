@@ -54,6 +54,7 @@ class DrillStack:
         self.pgdata = self.work / "pgdata"
         self.procs: dict[str, devstack.ServiceProcess] = {}
         self.env: dict[str, str] = {}
+        self.observed: dict = {}  # what a fault saw while it lasted, reported with the drill's result
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> "DrillStack":
