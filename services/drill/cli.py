@@ -63,6 +63,8 @@ def bench(
     results: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     profile: Annotated[Path | None, typer.Option(help="write a py-spy flame graph (SVG) of each service at "
                                                       "saturation into this folder")] = None,
+    processes: Annotated[list[int] | None, typer.Option(min=1, max=16, help="processes per service (repeat: "
+                                                        "--processes 1 --processes 2 runs saturation with each)")] = None,
 ) -> None:
     """End to end on a private stack (loopback, bounded): cases/s and p50/p99 intake→dispatch and
     intake→audit at a fixed offered load and at saturation, beside a raw aiokafka 4-hop relay, a bare
@@ -71,7 +73,7 @@ def bench(
 
     from services.drill.bench import run_bench
 
-    r = run_bench(rate, seconds, workers, relay_records, profile)
+    r = run_bench(rate, seconds, workers, relay_records, profile, tuple(processes or [1]))
     f = lambda v, d=0: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = [f"{'':34}{'cases/s':>10}{'dispatch p50':>14}{'dispatch p99':>14}{'audit p50':>11}{'audit p99':>11}"]
     for name, label in (("fixed", f"system, offered {rate:g}/s"), ("saturation", f"system, saturation ({workers} clients)")):
@@ -94,6 +96,10 @@ def bench(
                  f"of its broker records/s ({f(relay['broker_records_per_s'])})")
     lines.append(f"ratio end to end / raw relay: {f(ratios['end_to_end_vs_raw_relay'], 2)} (cases/s beside records/s); "
                  f"intake / bare ASGI: {f(ratios['intake_vs_bare_asgi'], 2)}")
+    if len(r["processes"]) > 1:
+        lines.append("saturation by processes per service: " + "; ".join(
+            f"{n}: {f(p['dispatched_per_s'])} cases/s, dispatch p99 {f(p['intake_to_dispatch']['p99_ms'])} ms, "
+            f"{f(p['cpu_ms_per_case']['services_total'], 2)} ms CPU per case" for n, p in r["processes"].items()))
     lines.append("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mib"].items()))
     parts = ("intake", "router", "mediation", "audit", "services_total", "broker", "postgres")
     lines.append(f"{'CPU ms per case':34}" + "".join(f"{'4 services' if p == 'services_total' else p:>11}"
