@@ -313,7 +313,9 @@ class CpuAccount:
         parts: dict[str, list[psutil.Process]] = {}
         for name, p in self.stack.procs.items():
             try:
-                parts[name] = [psutil.Process(p.proc.pid)]
+                proc = psutil.Process(p.proc.pid)
+                # a service's replicas ("router-2") and worker processes count as the service
+                parts.setdefault(name.split("-")[0], []).extend([proc, *proc.children(recursive=True)])
             except (psutil.Error, AttributeError):
                 continue
         if self.stack.broker.proc is not None:
@@ -367,7 +369,7 @@ class Profiles:
             # --nonblocking: sampling must not pause the process it measures
             self._procs.append(subprocess.Popen(
                 [spy, "record", "--pid", str(p.proc.pid), "--duration", str(int(self.seconds)), "--rate", "100",
-                 "--nonblocking", "--format", "flamegraph", "--output", str(self.out / f"{name}.svg")],
+                 "--nonblocking", "--subprocesses", "--format", "flamegraph", "--output", str(self.out / f"{name}.svg")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return self
 
@@ -383,52 +385,72 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def run_bench(rate: float, seconds: float, workers: int, relay_records: int, profile: Path | None = None) -> dict:
+def run_phase(stack: DrillStack, run: str, rate: float | None, seconds: float, workers: int,
+              profile: Path | None = None) -> dict:
+    """One load phase on a running stack (fixed `rate`, or saturation without): what was offered and
+    accepted, dispatch and audit latencies, the records the broker carried and CPU per case."""
+    url = f"{stack.url('intake')}/v1/cases"
+    cpu = CpuAccount(stack)
+    bootstrap, dsn = stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"]
+    # CPU from the first request until every case is dispatched and in audit: the whole of what the
+    # cases of the phase cost (idle ticks while draining included)
+    before, carried = cpu.read(), asyncio.run(records_on_broker(bootstrap))
+    with Profiles(stack, profile, seconds):
+        load = asyncio.run(drive(url, stack.clerk, run, rate=rate, seconds=seconds, workers=workers))
+    keys = set(load.sent_ms)
+    dispatched = asyncio.run(dispatch_times(bootstrap, keys, 120))
+    audited = asyncio.run(audit_times(dsn, keys, 120))
+    cost = CpuAccount.per_case_ms(before, cpu.read(), load.accepted)
+    carried = asyncio.run(records_on_broker(bootstrap)) - carried
+    done = [dispatched[k] for k in keys if k in dispatched]
+    span = (max(done) - min(load.sent_ms.values())) / 1000 if done else float("inf")
+    return {
+        "offered": load.offered, "accepted": load.accepted, "errors": load.errors,
+        "offered_per_s": load.offered / load.seconds, "accepted_per_s": load.accepted / load.seconds,
+        "dispatched_per_s": len(done) / span if span else 0,
+        # every record the broker carried for the phase's cases, on every topic
+        "records_per_case": carried / load.accepted if load.accepted else None,
+        "broker_records_per_s": (carried / load.accepted) * (len(done) / span) if load.accepted and span else 0,
+        "intake_to_dispatch": latency(load, dispatched), "intake_to_audit": latency(load, audited),
+        "cpu_ms_per_case": cost,
+    }
+
+
+def run_bench(rate: float, seconds: float, workers: int, relay_records: int, profile: Path | None = None,
+              processes: tuple[int, ...] = (1,)) -> dict:
     """The whole run (bounded: two load phases of `seconds`, a relay of `relay_records`); with `profile`,
-    a py-spy flame graph of each service at saturation is written into that folder."""
+    a py-spy flame graph of each service at saturation is written into that folder. Each further count
+    in `processes` runs the saturation phase again on a stack with that many processes per service."""
     # traces sampled as the deployment samples them (docker-compose.yml), unless the caller says otherwise
     for name, value in SAMPLING.items():
         os.environ.setdefault(name, value)
-    stack = DrillStack(simulator=False).start()
+    first, *more = processes
+    stack = DrillStack(simulator=False, replicas=first, intake_processes=first).start()
     run = uuid.uuid4().hex[:6]
     try:
-        url = f"{stack.url('intake')}/v1/cases"
-        cpu = CpuAccount(stack)
         bootstrap, dsn = stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"]
         with MemoryWatch(stack) as memory:
-            phases, cost = {}, {}
-            for name, phase_rate in (("fixed", rate), ("saturation", None)):
-                # CPU from the first request until every case is dispatched and in audit: the whole
-                # of what the cases of the phase cost (idle ticks while draining included)
-                before, carried = cpu.read(), asyncio.run(records_on_broker(bootstrap))
-                with Profiles(stack, profile if phase_rate is None else None, seconds):
-                    load = asyncio.run(drive(url, stack.clerk, f"{run}{name[0]}", rate=phase_rate,
-                                             seconds=seconds, workers=workers))
-                keys = set(load.sent_ms)
-                dispatched = asyncio.run(dispatch_times(bootstrap, keys, 120))
-                audited = asyncio.run(audit_times(dsn, keys, 120))
-                cost[name] = CpuAccount.per_case_ms(before, cpu.read(), load.accepted)
-                carried = asyncio.run(records_on_broker(bootstrap)) - carried
-                done = [dispatched[k] for k in keys if k in dispatched]
-                span = (max(done) - min(load.sent_ms.values())) / 1000 if done else float("inf")
-                phases[name] = {
-                    "offered": load.offered, "accepted": load.accepted, "errors": load.errors,
-                    "offered_per_s": load.offered / load.seconds, "accepted_per_s": load.accepted / load.seconds,
-                    "dispatched_per_s": len(done) / span if span else 0,
-                    # every record the broker carried for the phase's cases, on every topic
-                    "records_per_case": carried / load.accepted if load.accepted else None,
-                    "broker_records_per_s": (carried / load.accepted) * (len(done) / span) if load.accepted and span else 0,
-                    "intake_to_dispatch": latency(load, dispatched), "intake_to_audit": latency(load, audited),
-                    "cpu_ms_per_case": cost[name],
-                }
+            phases = {"fixed": run_phase(stack, f"{run}f", rate, seconds, workers),
+                      "saturation": run_phase(stack, f"{run}s", None, seconds, workers, profile)}
         limits = {"raw_relay_4_hops": asyncio.run(raw_relay_pipeline(bootstrap, relay_records)),
                   "bare_asgi": asyncio.run(bare_asgi(seconds, workers)),
                   "postgres_copy": asyncio.run(copy_limit(dsn))}
     finally:
         stack.stop()
+    scale_out = {first: phases["saturation"]}
+    for n in more:
+        stack = DrillStack(simulator=False, replicas=n, intake_processes=n).start()
+        try:
+            scale_out[n] = run_phase(stack, f"{run}p{n}", None, seconds, workers)
+        finally:
+            stack.stop()
     sat = phases["saturation"]
     return {
         "rate": rate, "seconds": seconds, "workers": workers, "phases": phases, "limits": limits,
+        # saturation with 1, 2, ... processes per service (same machine, each on a fresh stack)
+        "processes": {str(n): {"dispatched_per_s": p["dispatched_per_s"], "accepted_per_s": p["accepted_per_s"],
+                               "intake_to_dispatch": p["intake_to_dispatch"], "cpu_ms_per_case": p["cpu_ms_per_case"]}
+                      for n, p in scale_out.items()},
         "sampling": {name: os.environ[name] for name in SAMPLING},
         "ratios": {
             "end_to_end_vs_raw_relay": _ratio(sat["dispatched_per_s"], limits["raw_relay_4_hops"]["per_s"]),

@@ -11,14 +11,17 @@ import typer
 
 def drill(
     name: Annotated[list[str] | None, typer.Option("--drill", help="a drill to run (repeatable); default: all")] = None,
-    cases: Annotated[int, typer.Option(min=5, max=2000, help="cases offered per drill")] = 60,
+    cases: Annotated[int, typer.Option(min=5, max=20_000, help="cases offered per drill")] = 60,
+    rate: Annotated[float, typer.Option(min=0.5, max=500, help="new cases offered per second while the fault "
+                                                                "happens (open loop; retries come on top)")] = 5.0,
     seed: Annotated[int, typer.Option(help="seed of the fault timing")] = 1,
     results: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
 ) -> None:
     """Kill -9 each service, pause a consumer past its session (a rebalance), restart PostgreSQL,
-    restart the broker, poison every consumed topic — each while cases flow — then print, per drill,
-    cases offered, accepted, recorded, lost and duplicated. Exit 1 if a drill the design claims to
-    survive lost or duplicated anything."""
+    restart the broker, poison every consumed topic — each while cases are offered at `--rate` per
+    second, striking between 20 % and 40 % of the load — then print, per drill, cases offered, the
+    rate offered and accepted, lost, duplicated and the recovery time. Exit 1 if a drill the design
+    claims to survive lost or duplicated anything."""
     from rich.console import Console
     from rich.table import Table
 
@@ -31,15 +34,20 @@ def drill(
         raise typer.Exit(2)
     out = []
     for n in chosen:
-        typer.echo(f"drill {n}: {cases} cases …", err=True)
-        out.append(run_drill(n, cases, seed))
-    t = Table("drill", "claimed", "offered", "accepted", "recorded", "lost", "duplicated", "dead letters", "seconds", "result",
-              "what happened", title="fault drills")
+        typer.echo(f"drill {n}: {cases} cases at {rate:g}/s …", err=True)
+        out.append(run_drill(n, cases, seed, rate))
+    t = Table("drill", "claimed", "offered", "offered/s", "accepted/s", "accepted", "recorded", "lost", "duplicated",
+              "dead letters", "fault at s", "recovery s", "batches over 2+ partitions", "seconds", "result",
+              "what happened", title=f"fault drills ({cases} cases at {rate:g}/s)")
     for r in out:
-        t.add_row(r.drill, "yes" if r.claimed else "no", str(r.offered), str(r.accepted), str(r.recorded),
-                  str(r.lost), str(r.duplicated), str(r.dead_letters), f"{r.seconds:.0f}",
-                  "ok" if r.passed else "FAILED", r.note, style=None if r.passed else "red")
-    Console(width=200).print(t)
+        several = sum(g["several_partitions"] for g in r.batches.values())
+        batches = sum(g["batches"] for g in r.batches.values())
+        t.add_row(r.drill, "yes" if r.claimed else "no", str(r.offered), f"{r.offered_per_s:.1f}",
+                  f"{r.accepted_per_s:.1f}", str(r.accepted), str(r.recorded), str(r.lost), str(r.duplicated),
+                  str(r.dead_letters), "-" if not r.fault_window else f"{r.fault_window[0]:.1f}–{r.fault_window[1]:.1f}",
+                  "-" if r.recovery_seconds is None else f"{r.recovery_seconds:.1f}", f"{several}/{batches}",
+                  f"{r.seconds:.0f}", "ok" if r.passed else "FAILED", r.note, style=None if r.passed else "red")
+    Console(width=240).print(t)
     path = results or Path("bench/results") / f"drill-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(as_json(out), encoding="utf-8")
@@ -55,6 +63,8 @@ def bench(
     results: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     profile: Annotated[Path | None, typer.Option(help="write a py-spy flame graph (SVG) of each service at "
                                                       "saturation into this folder")] = None,
+    processes: Annotated[list[int] | None, typer.Option(min=1, max=16, help="processes per service (repeat: "
+                                                        "--processes 1 --processes 2 runs saturation with each)")] = None,
 ) -> None:
     """End to end on a private stack (loopback, bounded): cases/s and p50/p99 intake→dispatch and
     intake→audit at a fixed offered load and at saturation, beside a raw aiokafka 4-hop relay, a bare
@@ -63,7 +73,7 @@ def bench(
 
     from services.drill.bench import run_bench
 
-    r = run_bench(rate, seconds, workers, relay_records, profile)
+    r = run_bench(rate, seconds, workers, relay_records, profile, tuple(processes or [1]))
     f = lambda v, d=0: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = [f"{'':34}{'cases/s':>10}{'dispatch p50':>14}{'dispatch p99':>14}{'audit p50':>11}{'audit p99':>11}"]
     for name, label in (("fixed", f"system, offered {rate:g}/s"), ("saturation", f"system, saturation ({workers} clients)")):
@@ -86,6 +96,10 @@ def bench(
                  f"of its broker records/s ({f(relay['broker_records_per_s'])})")
     lines.append(f"ratio end to end / raw relay: {f(ratios['end_to_end_vs_raw_relay'], 2)} (cases/s beside records/s); "
                  f"intake / bare ASGI: {f(ratios['intake_vs_bare_asgi'], 2)}")
+    if len(r["processes"]) > 1:
+        lines.append("saturation by processes per service: " + "; ".join(
+            f"{n}: {f(p['dispatched_per_s'])} cases/s, dispatch p99 {f(p['intake_to_dispatch']['p99_ms'])} ms, "
+            f"{f(p['cpu_ms_per_case']['services_total'], 2)} ms CPU per case" for n, p in r["processes"].items()))
     lines.append("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mib"].items()))
     parts = ("intake", "router", "mediation", "audit", "services_total", "broker", "postgres")
     lines.append(f"{'CPU ms per case':34}" + "".join(f"{'4 services' if p == 'services_total' else p:>11}"

@@ -1,5 +1,6 @@
-"""The short fault drills CI runs (`onewindow drill` runs them all, longer): each on its own stack,
-each must account for every case offered with nothing lost or duplicated."""
+"""The short fault drills CI runs (`onewindow drill` runs them all, longer and under load, see
+docs/drills.md): each on its own stack, each must account for every case offered with nothing lost or
+duplicated."""
 
 from __future__ import annotations
 
@@ -23,11 +24,37 @@ def test_short_drills_lose_and_duplicate_nothing(tmp_path):
     assert [r["drill"] for r in results] == SHORT, run.stderr[-2000:]
     for r in results:
         assert (r["offered"], r["accepted"], r["recorded"], r["lost"], r["duplicated"]) == (20, 20, 20, 0, 0), r
+        assert r["fault_window"][0] < r["load_seconds"], r  # the fault struck while cases were still offered
     poison = results[SHORT.index("poison")]
     # every poison record set aside by each consumer of its topic (audit's own dead-letter topic aside)
     assert poison["dead_letters"] >= 4 * 14, poison
     assert run.returncode == 0, run.stdout[-3000:]
     assert "fault drills" in run.stdout
+
+
+def test_postgres_outage_under_load_with_batches_over_several_partitions(tmp_path):
+    """The short form of the loaded drills: 200 cases at 50/s, PostgreSQL stopped while they come, every
+    consumer's batches holding records of several partitions when it fails and when it is read again."""
+    out = tmp_path / "loaded.json"
+    run = subprocess.run([sys.executable, "-m", "services.cli", "drill", "--drill", "restart-postgres", "--cases", "200",
+                          "--rate", "50", "--results", str(out)], capture_output=True, text=True, timeout=600)
+    [r] = json.loads(out.read_text())
+    assert (r["offered"], r["accepted"], r["recorded"], r["lost"], r["duplicated"]) == (200, 200, 200, 0, 0), r
+    assert r["rate"] == 50 and r["offered_per_s"] >= 45, r  # the offered rate is real
+    began, ended = r["fault_window"]
+    assert 0 < began < r["load_seconds"] and r["offered_during_fault"] > 0, r  # it struck mid-load
+    assert r["requests"] > r["offered"], "offers refused during the outage were made again"
+    assert r["recovery_seconds"] is not None and r["recovery_seconds"] < 60, r
+    held = r["observed"]["uncommitted_during_outage"]
+    for group in ("router", "audit"):
+        # while PostgreSQL was down, what each group kept reading again spanned several partitions
+        assert held[group]["partitions"] >= 2, held
+        assert r["batches"][group]["several_partitions"] > 0, r["batches"]
+    # once it was back, the records were applied in batches over several partitions (the first batch
+    # read after the outage may hold a part only: a fetch answer can come in before the others)
+    assert max(g["first_after_strike"]["partitions"] for g in r["batches"].values() if g["first_after_strike"]) >= 2
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "offered/s" in run.stdout and "recovery s" in run.stdout
 
 
 def test_unknown_drill_is_refused():
