@@ -1,6 +1,7 @@
 """Intake benchmark: POST /v1/cases against a bare ASGI endpoint, same machine, same load generator.
 
     .venv/bin/python bench/intake_bench.py [--duration 10] [--connections 64] [--processes 1,2] [--rounds 3]
+        [--results FILE]
 
 Starts what it needs (embedded Tansu and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL
 are set), then, round after round, drives the bare ASGI app (bench/bare_asgi.py, one uvicorn
@@ -123,13 +124,16 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections (1-512)")
     parser.add_argument("--processes", default="1,2", help="intake process counts to measure, e.g. 1,2")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each measuring every endpoint (1-20)")
+    parser.add_argument("--results", type=Path, help="where to write the JSON (default bench/results/intake-<time>.json)")
     args = parser.parse_args()
     counts = sorted({int(n) for n in args.processes.split(",") if n.strip()})
     if not (1 <= args.duration <= 120 and 1 <= args.connections <= 512 and 1 <= args.rounds <= 20
             and counts and all(1 <= n <= 16 for n in counts)):
         parser.error("duration 1-120 s, connections 1-512, rounds 1-20, processes 1-16")
-    if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    if not shutil.which("wrk"):  # Debian's; a fresh machine may need its package lists first
+        if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"]).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
     sampling = {k: os.environ.get(k, v) for k, v in SAMPLING.items()}
 
     work = Path(tempfile.mkdtemp(prefix="onewindow-bench-"))
@@ -173,8 +177,8 @@ def main() -> None:
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "connections": args.connections,
               "duration_s": args.duration, "rounds": args.rounds, "tracing": sampling, "cores": os.cpu_count(),
               "load_average_at_end": os.getloadavg(), "summary": summary, "runs": runs, "cases_stored": stored}
-    out = HERE / "results" / f"intake-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.results or HERE / "results" / f"intake-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"written: {out}")
 
