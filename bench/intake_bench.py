@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -135,6 +136,10 @@ def main() -> None:
             subprocess.run(["apt-get", "update", "-qq"], check=True)
             subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
     sampling = {k: os.environ.get(k, v) for k, v in SAMPLING.items()}
+    # uvicorn (bare ASGI and the services alike) takes httptools and uvloop when they are installed
+    # (pip install '.[fast]'), else h11 and asyncio's loop
+    server = {"http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+              "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"}
 
     work = Path(tempfile.mkdtemp(prefix="onewindow-bench-"))
     bootstrap, base_dsn, broker = devstack.local_broker_and_database(work)
@@ -166,7 +171,8 @@ def main() -> None:
             summary[name]["ratio_to_bare"] = round(statistics.median(
                 r["requests_per_s"] / b["requests_per_s"] for r, b in pairs), 3)
     print(f"\nintake benchmark: wrk, {args.connections} connections, {args.duration} s per run, {args.rounds} rounds,"
-          f" loopback; medians; tracing {sampling['OTEL_TRACES_SAMPLER']} {sampling['OTEL_TRACES_SAMPLER_ARG']}")
+          f" loopback; medians; tracing {sampling['OTEL_TRACES_SAMPLER']} {sampling['OTEL_TRACES_SAMPLER_ARG']};"
+          f" uvicorn with {server['http']} and {server['loop']}")
     print(f"{'endpoint':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'cores':>7}"
           f"{'PG ms/req':>11}{'wrk ms/req':>12}{'vs bare':>9}{'non-2xx':>9}")
     for name, r in summary.items():
@@ -175,7 +181,7 @@ def main() -> None:
               f"{r['wrk_cpu_ms_per_request']:>12.3f}{r.get('ratio_to_bare', 1):>9.3f}{r['non_2xx']:>9}")
     print(f"cases stored (at least every request answered; cut-off requests in flight may add some): {stored}")
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "connections": args.connections,
-              "duration_s": args.duration, "rounds": args.rounds, "tracing": sampling, "cores": os.cpu_count(),
+              "duration_s": args.duration, "rounds": args.rounds, "tracing": sampling, "server": server, "cores": os.cpu_count(),
               "load_average_at_end": os.getloadavg(), "summary": summary, "runs": runs, "cases_stored": stored}
     out = args.results or HERE / "results" / f"intake-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
