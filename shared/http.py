@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from shared.refusals import ActionRefused, Overloaded
 from shared.identity import InvalidToken, TokenGrant, TokenVerifier
@@ -52,6 +54,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         again, not a hang."""
         return Problem(503, exc.title, exc.detail, type_="https://onewindow.example/problems/busy",
                        headers={"Retry-After": str(exc.retry_after)}).response(request.url.path)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        """The client left before its request was read (it gave up waiting): no one to answer and
+        nothing to log — under overload a traceback for each such request only slows the service more."""
+        return Response(status_code=499)
 
     @app.exception_handler(ActionRefused)
     async def _refused(request: Request, exc: ActionRefused) -> JSONResponse:
