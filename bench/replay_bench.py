@@ -8,7 +8,8 @@ Produces N CloudEvents (`dispatch.progress`, ~0.6 KB, 4 partitions) to a bench t
 2. `replay copy` of the topic to a JSON-lines file (read, filter, encode, write);
 3. `replay copy` to a sandbox topic (read and re-publish);
 4. `replay rebuild-audit` of the topic into a fresh audit schema (read, decode, inbox, chain, COPY).
-Prints events/s and each ratio to the raw read (goal >= 0.5 for the reads); writes
+Prints events/s and each ratio to the raw read (goal >= 0.5 for the reads), and this process's CPU per
+record (the PostgreSQL server's part of the rebuild is not counted); writes
 bench/results/replay-<time>.json. Starts an embedded Tansu and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS /
 DATABASE_URL are set.
 """
@@ -59,10 +60,10 @@ async def produce(bootstrap: str, n: int) -> None:
         await p.stop()
 
 
-async def raw_read(bootstrap: str, n: int) -> float:
-    """Seconds for one plain consumer to connect, find the end and read every record of the topic
-    (timed like the replay commands: from the client's start)."""
-    t = time.perf_counter()
+async def raw_read(bootstrap: str, n: int) -> tuple[float, float]:
+    """Seconds (wall, this process's CPU) for one plain consumer to connect, find the end and read every
+    record of the topic (timed like the replay commands: from the client's start)."""
+    t, cpu = time.perf_counter(), time.process_time()
     c = reader(bootstrap)
     await c.start()
     try:
@@ -73,15 +74,15 @@ async def raw_read(bootstrap: str, n: int) -> float:
         seen = 0
         while seen < n:
             seen += sum(len(v) for v in (await c.getmany(timeout_ms=1000, max_records=5000)).values())
-        return time.perf_counter() - t
+        return time.perf_counter() - t, time.process_time() - cpu
     finally:
         await c.stop()
 
 
-async def timed(coro) -> tuple[float, object]:
-    t = time.perf_counter()
+async def timed(coro) -> tuple[tuple[float, float], object]:
+    t, cpu = time.perf_counter(), time.process_time()
     result = await coro
-    return time.perf_counter() - t, result
+    return (time.perf_counter() - t, time.process_time() - cpu), result
 
 
 async def run(args) -> dict:
@@ -102,26 +103,32 @@ async def run(args) -> dict:
         conn = await asyncpg.connect(dsn)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
-    raw = n / raw_s
-    row = lambda s: {"per_s": n / s, "ratio": (n / s) / raw}  # noqa: E731
-    return {"events": n, "raw_read_per_s": raw, "copy_to_file": row(file_s), "copy_to_sandbox": row(topic_s),
-            "rebuild_audit": row(rebuild_s)}
+    raw = n / raw_s[0]
+    # throughput and its ratio to the raw read's (the goal's measure), and this process's CPU per record
+    row = lambda s: {"per_s": n / s[0], "ratio": (n / s[0]) / raw, "cpu_us_per_record": s[1] / n * 1e6,  # noqa: E731
+                     "cpu_ratio": raw_s[1] / s[1]}
+    return {"events": n, "raw_read_per_s": raw, "raw_read_cpu_us_per_record": raw_s[1] / n * 1e6,
+            "copy_to_file": row(file_s), "copy_to_sandbox": row(topic_s), "rebuild_audit": row(rebuild_s)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="events produced (1000-1000000)")
+    parser.add_argument("--results", type=Path, help="write the results here (default bench/results/replay-<time>.json)")
     args = parser.parse_args()
     if not 1000 <= args.events <= 1_000_000:
         parser.error("--events 1000-1000000")
     r = asyncio.run(run(args))
     print(f"\nreplay over {r['events']} events (4 partitions, ~0.6 KB each)")
-    print(f"  raw aiokafka read (limit)  {r['raw_read_per_s']:>9.0f} events/s")
+    print(f"  raw aiokafka read (limit)  {r['raw_read_per_s']:>9.0f} events/s"
+          f"                {r['raw_read_cpu_us_per_record']:6.1f} µs CPU/record")
     for name, label in (("copy_to_file", "replay copy → file"), ("copy_to_sandbox", "replay copy → sandbox"),
                         ("rebuild_audit", "rebuild audit → PG")):
-        print(f"  {label:<26} {r[name]['per_s']:>9.0f} events/s   ratio {r[name]['ratio']:.2f}")
+        x = r[name]
+        print(f"  {label:<26} {x['per_s']:>9.0f} events/s   ratio {x['ratio']:.2f}   {x['cpu_us_per_record']:6.1f} µs"
+              f" CPU/record (CPU ratio {x['cpu_ratio']:.2f})")
     print("  goal: ratio >= 0.5 for the reads")
-    out = HERE / "results" / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = args.results or HERE / "results" / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **r}, indent=2))
     print(f"written: {out}")
 

@@ -47,10 +47,19 @@ def run(
     service: Annotated[ServiceName, typer.Argument(help="which service to run")],
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="HTTP port (default: the service's own)")] = None,
     host: Annotated[str, typer.Option(envvar="ONEWINDOW_HOST", help="address to listen on")] = "127.0.0.1",
+    processes: Annotated[int, typer.Option(
+        min=1, max=64, envvar="ONEWINDOW_PROCESSES",
+        help="intake only: worker processes sharing the port, one core each (each a full intake: HTTP, "
+             "group writer, outbox relay, consumers)")] = 1,
 ) -> None:
-    """Run one service as this process (HTTP API/health + its Kafka consumers)."""
+    """Run one service as this process (HTTP API/health + its Kafka consumers); intake as N processes
+    with --processes N."""
     import uvicorn
 
+    if processes > 1 and service is not ServiceName.intake:
+        # the others scale out as replicas (docs/deployment.md): their HTTP work is light
+        raise typer.BadParameter(f"only intake runs as several processes (not {service.value})",
+                                 param_hint="--processes")
     uvicorn.run(
         f"services.{service.value}.entry:create_app",
         factory=True,
@@ -58,6 +67,7 @@ def run(
         port=port or devstack.SERVICE_PORTS[service.value],
         log_config=None,
         timeout_graceful_shutdown=25,
+        workers=processes if processes > 1 else None,
     )
 
 

@@ -81,6 +81,16 @@ class _Acquire:
         return self._timed(self._inner).__await__()
 
 
+class Connection(asyncpg.Connection):
+    """A pooled connection released without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN,
+    RESET ALL): one round trip saved per acquire. Safe because nothing here keeps session state: locks
+    are transaction-level (pg_advisory_xact_lock), settings SET LOCAL, and there is no LISTEN or
+    cursor outside a transaction; asyncpg still rolls back an open transaction on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class Pool(asyncpg.Pool):
     """asyncpg's pool whose `acquire` (and so fetch, execute, ...) waits at most `acquire_timeout`."""
 
@@ -110,7 +120,7 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         max_queries=50000,
         max_inactive_connection_lifetime=300.0,
         loop=None,
-        connection_class=asyncpg.Connection,
+        connection_class=Connection,
         record_class=asyncpg.Record,
         server_settings=server_settings,
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -41,19 +43,48 @@ class Problem(Exception):
         return JSONResponse(body, status_code=self.status, media_type=PROBLEM, headers={**headers, **self.headers})
 
 
+def validation_problem(errors: Sequence[dict]) -> Problem:
+    """The 422 problem listing every invalid field (FastAPI's error list: loc starts with body, header …)."""
+    listed = [
+        {
+            "pointer": "/" + "/".join(str(p) for p in e["loc"][1:]) if e["loc"][:1] == ("body",) else None,
+            "location": str(e["loc"][0]) if e["loc"] else None,
+            "field": ".".join(str(p) for p in e["loc"][1:]),
+            "detail": e["msg"],
+        }
+        for e in errors
+    ]
+    return Problem(
+        422,
+        "Invalid request",
+        f"{len(listed)} invalid field(s)",
+        type_="https://onewindow.example/problems/validation",
+        errors=listed,
+    )
+
+
+def problem_of(exc: Exception) -> Problem | None:
+    """The problem an error is answered with, or None for an unexpected one (a 500, logged)."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, Overloaded):
+        # a full queue, no database connection in time, too many live feeds: 503 and when to try again
+        return Problem(503, exc.title, exc.detail, type_="https://onewindow.example/problems/busy",
+                       headers={"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, ActionRefused):
+        return Problem(exc.status, exc.title, exc.detail)
+    if isinstance(exc, RequestValidationError):
+        return validation_problem(exc.errors())
+    if isinstance(exc, StarletteHTTPException):
+        return Problem(exc.status_code, str(exc.detail))
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error leaves as problem details; validation errors list every invalid field."""
 
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return exc.response(request.url.path)
-
-    @app.exception_handler(Overloaded)
-    async def _busy(request: Request, exc: Overloaded) -> JSONResponse:
-        """A full queue, no database connection in time, too many live feeds: 503 and when to try
-        again, not a hang."""
-        return Problem(503, exc.title, exc.detail, type_="https://onewindow.example/problems/busy",
-                       headers={"Retry-After": str(exc.retry_after)}).response(request.url.path)
+    async def _known(request: Request, exc: Exception) -> JSONResponse:
+        return problem_of(exc).response(request.url.path)
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -61,32 +92,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         nothing to log — under overload a traceback for each such request only slows the service more."""
         return Response(status_code=499)
 
-    @app.exception_handler(ActionRefused)
-    async def _refused(request: Request, exc: ActionRefused) -> JSONResponse:
-        return Problem(exc.status, exc.title, exc.detail).response(request.url.path)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "pointer": "/" + "/".join(str(p) for p in e["loc"][1:]) if e["loc"][:1] == ("body",) else None,
-                "location": str(e["loc"][0]) if e["loc"] else None,
-                "field": ".".join(str(p) for p in e["loc"][1:]),
-                "detail": e["msg"],
-            }
-            for e in exc.errors()
-        ]
-        return Problem(
-            422,
-            "Invalid request",
-            f"{len(errors)} invalid field(s)",
-            type_="https://onewindow.example/problems/validation",
-            errors=errors,
-        ).response(request.url.path)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return Problem(exc.status_code, str(exc.detail)).response(request.url.path)
+    for kind in (Problem, Overloaded, ActionRefused, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(kind, _known)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -108,25 +115,43 @@ def token_verifier(settings: Settings) -> TokenVerifier:
     return entry[1]
 
 
-def require_roles(settings: Settings, *roles: str) -> Callable[..., TokenGrant]:
-    """A dependency that verifies the bearer JWT (issuer, signature, audience, expiry) and checks its role.
+async def authenticate(verifier: TokenVerifier, authorization: str | None, roles: Collection[str]) -> TokenGrant:
+    """The grant of an `Authorization: Bearer <token>` header (read as FastAPI's HTTPBearer reads it)
+    whose role is one of `roles`; a 401 or 403 problem otherwise."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and token) or scheme.lower() != "bearer":
+        raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
+    return await _grant(verifier, token, roles)
 
-    A plain function on purpose: FastAPI runs it in a worker thread, so fetching the issuer's keys
-    (rarely, when a new key id appears) never blocks the event loop.
+
+async def _grant(verifier: TokenVerifier, token: str, roles: Collection[str]) -> TokenGrant:
+    """The grant of a bearer token (issuer, signature, audience, expiry) with one of `roles`.
+
+    A token verified before is answered from the verifier's cache (until it expires) on the event
+    loop; a new one is verified in a worker thread, so that fetching the issuer's keys (rarely, when a
+    new key id appears) never blocks the loop.
     """
-    verifier = token_verifier(settings)
-
-    def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> TokenGrant:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
+    grant = verifier.cached(token)
+    if grant is None:
         try:
-            grant = verifier.grant(credentials.credentials)
+            grant = await run_in_threadpool(verifier.grant, token)
         except InvalidToken as e:
             # the reason (expired, wrong issuer, bad signature) helps an integrator; it reveals no secret
             raise Problem(401, "Invalid token", str(e)) from None
-        if grant.role not in roles:
-            raise Problem(403, "Forbidden", f"role {grant.role!r} may not do this")
-        return grant
+    if grant.role not in roles:
+        raise Problem(403, "Forbidden", f"role {grant.role!r} may not do this")
+    return grant
+
+
+def require_roles(settings: Settings, *roles: str) -> Callable[..., TokenGrant]:
+    """A dependency that verifies the bearer JWT (see `_grant`) and checks its role; the bearer scheme
+    it declares documents the routes' security in OpenAPI."""
+    verifier = token_verifier(settings)
+
+    async def dependency(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> TokenGrant:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Problem(401, "Authentication required", "send Authorization: Bearer <token>")
+        return await _grant(verifier, credentials.credentials, roles)
 
     return dependency
 
@@ -142,6 +167,12 @@ def may_act_in(grant: TokenGrant, division_code: str) -> bool:
     return any(d == "*" or division_code.startswith(d) for d in grant.divisions)
 
 
+def _cors_options(settings: Settings) -> dict[str, Any]:
+    return dict(allow_origins=list(settings.console_origins), allow_credentials=False,
+                allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"],
+                expose_headers=["Retry-After", "Location"], max_age=600)
+
+
 def install_cors(app: FastAPI, settings: Settings) -> None:
     """Let the operator console (served by audit, on another origin) call this service: CORS for the
     configured console origins only, bearer tokens in the Authorization header (no cookies)."""
@@ -149,9 +180,17 @@ def install_cors(app: FastAPI, settings: Settings) -> None:
         return
     from starlette.middleware.cors import CORSMiddleware
 
-    app.add_middleware(CORSMiddleware, allow_origins=list(settings.console_origins), allow_credentials=False,
-                       allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"],
-                       expose_headers=["Retry-After", "Location"], max_age=600)
+    app.add_middleware(CORSMiddleware, **_cors_options(settings))
+
+
+def with_cors(asgi_app, settings: Settings):
+    """An ASGI app answering CORS as `install_cors` makes a service answer (for an app served outside
+    FastAPI's middleware stack); the app itself without console origins."""
+    if not settings.console_origins:
+        return asgi_app
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(asgi_app, **_cors_options(settings))
 
 
 def add_health(app: FastAPI, ready: Callable[[], bool]) -> None:

@@ -124,12 +124,17 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def grant(self, token: str) -> TokenGrant:
-        """The grant of a valid token; InvalidToken (with the reason) otherwise."""
-        now = time.time()
+    def cached(self, token: str) -> TokenGrant | None:
+        """The grant of a token verified before and not expired since, or None (verify it with `grant`)."""
         with self._lock:
             cached = self._cache.get(token)
-        if cached is not None and cached.expires_at is not None and cached.expires_at > now:
+        if cached is not None and cached.expires_at is not None and cached.expires_at > time.time():
+            return cached
+        return None
+
+    def grant(self, token: str) -> TokenGrant:
+        """The grant of a valid token; InvalidToken (with the reason) otherwise."""
+        if (cached := self.cached(token)) is not None:
             return cached
         s = self.settings
         try:

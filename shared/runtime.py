@@ -70,7 +70,7 @@ class ServiceRuntime:
         """Migrate, connect, start the relay and the subscriptions."""
         s = self.settings
         setup_logging(self.service, s.log_level)
-        setup_telemetry(self.service)
+        setup_telemetry(self.service, trace_sql=s.trace_sql)
         # migrations and grants as the schema owner; the service itself as its own role (least privilege)
         role = service_role(self.service)
         await migrate(s.migration_database_url or s.database_url, self.service, self.migrations, role=role)
@@ -203,7 +203,10 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, lifespan=lifespan, version="1")
+    # FastAPI's own telemetry stays off (it steps aside for the OTel instrumentation below anyway, after
+    # checking for it on every request)
+    app = FastAPI(title=title, lifespan=lifespan, version="1",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_problem_handlers(app)
 
     add_health(app, ready=lambda: runtime.pool is not None)
@@ -216,7 +219,9 @@ def service_app(runtime: ServiceRuntime, *, title: str, routers: list | None = N
         from shared.contracts.asyncapi import service_document
 
         return service_document(runtime.service)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    # The server span only: no internal span per ASGI receive and send message (two or three more spans
+    # per request that say nothing the server span does not).
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz", exclude_spans=["receive", "send"])
     app.add_middleware(BodyLimit, max_bytes=max_body)
     install_cors(app, runtime.settings)  # outermost: even a 413 reaches the console's page readable
     return app

@@ -33,8 +33,10 @@ class Settings(BaseSettings):
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
     kafka_password_file: Path | None = None
-    # Tansu answers a fetch only after its full wait: keep it short for latency (DESIGN.md).
-    fetch_max_wait_ms: int = 20
+    # Tansu answers a fetch only after its full wait (DESIGN.md): short for latency, long enough that an
+    # idle consumer does not poll the broker 50 times a second (20 ms cost each service ~60 ms of CPU
+    # a second doing nothing, the broker ~290; 50 ms halves both; docs/drills.md "Cost per case").
+    fetch_max_wait_ms: int = 50
     batch_max_records: int = 500
     batch_timeout_ms: int = 50
     topic_partitions: int = 3
@@ -78,6 +80,9 @@ class Settings(BaseSettings):
     duplicate_window_hours: float = 72
     duplicate_threshold: float = 0.6
     log_level: str = "INFO"
+    # A span per SQL statement (opentelemetry-instrumentation-asyncpg): off by default, a cost on every
+    # statement; a sampled case's batch span already times its transaction.
+    trace_sql: bool = False
     # --- database logins, timeouts and intake's back-pressure (docs/deployment.md: "PostgreSQL logins")
     # The schema owner: only migrations (and the grants after them) log in with it; default database_url.
     migration_database_url: str | None = Field(

@@ -9,7 +9,9 @@ import hmac
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
+
+import orjson
 
 from shared import personal
 from shared.contracts import status
@@ -38,32 +40,97 @@ class TraceRecord:
         return _dumps(self.data)
 
     def canonical(self, data_json: str | None = None) -> bytes:
-        """The bytes the hash covers: every field as one JSON object with sorted keys and no spaces.
+        """The bytes the hash covers: every field as one JSON object with sorted keys and no spaces
+        (`record_bytes`), the data as `data_json` when given (the stored text), else re-encoded."""
+        data = (data_json if data_json is not None else _dumps(self.data)).encode()
+        actor = None if self.actor is None else _dumps(self.actor).encode()
+        return record_bytes(self.case_id, self.seq, self.event_id, self.source, self.type,
+                            self.time.astimezone(UTC).isoformat(), self.topic, self.partition, self.kafka_offset,
+                            self.trace_id, data, actor)
 
-        Written out field by field (same bytes as json.dumps(..., sort_keys=True)) so that the data's
-        JSON, the bulk of the work, is encoded once and reused for storage (`data_json`).
-        """
-        q = _string
-        trace_id = "null" if self.trace_id is None else q(self.trace_id)
-        actor = "" if self.actor is None else f'"actor":{_dumps(self.actor)},'  # absent before actors were kept
-        return (
-            f'{{{actor}"case_id":{q(self.case_id)},"data":{data_json if data_json is not None else _dumps(self.data)},'
-            f'"event_id":{q(self.event_id)},"kafka_offset":{int(self.kafka_offset)},'
-            f'"partition":{int(self.partition)},"seq":{int(self.seq)},"source":{q(self.source)},'
-            f'"time":{q(self.time.astimezone(UTC).isoformat())},"topic":{q(self.topic)},'
-            f'"trace_id":{trace_id},"type":{q(self.type)}}}'
-        ).encode()
+
+def record_bytes(case_id: str, seq: int, event_id: str, source: str, type_: str, time_utc: str, topic: str,
+                 partition: int, kafka_offset: int, trace_id: str | None, data_json: bytes,
+                 actor_json: bytes | None) -> bytes:
+    """The canonical record the hash covers: json.dumps(sort_keys, compact, ensure_ascii=False) of every
+    field, the data (and actor) given as their JSON bytes and embedded unchanged. Written with orjson
+    (its string escapes are the standard library's), the keys listed in sorted order."""
+    fields: dict[str, Any] = {} if actor_json is None else {"actor": orjson.Fragment(actor_json)}
+    fields["case_id"] = case_id
+    fields["data"] = orjson.Fragment(data_json)
+    fields["event_id"] = event_id
+    fields["kafka_offset"] = int(kafka_offset)
+    fields["partition"] = int(partition)
+    fields["seq"] = int(seq)
+    fields["source"] = source
+    fields["time"] = time_utc
+    fields["topic"] = topic
+    fields["trace_id"] = trace_id
+    fields["type"] = type_
+    return orjson.dumps(fields)
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys and no spaces, UTF-8: how a new record's data (and actor) is stored and
+    hashed. orjson, and the standard library for what orjson refuses (integers beyond 64 bits, nesting
+    deeper than 254). Numbers may be written otherwise than json.dumps writes them (1e-05 as 0.00001):
+    the stored text is what the hash covers and what verification hashes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _dumps(value).encode()
+
+
+class NewRecord(NamedTuple):
+    """A record to append, in the order of the COPY's columns (storage.NEW_RECORD_COLUMNS): `data` and
+    `data_text` are the same text (jsonb for queries, text for the hash)."""
+
+    case_id: str
+    seq: int
+    event_id: str
+    source: str
+    type: str
+    time: datetime
+    topic: str
+    partition: int
+    kafka_offset: int
+    trace_id: str | None
+    data: str
+    prev_hash: bytes | None
+    hash: bytes
+    broker_time: datetime | None
+    data_text: str
+    actor: str | None
 
 
 # One encoder, built once: json.dumps(**options) would build a new encoder for every call.
 _dumps = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 _loads = json.loads
-_string = json.encoder.encode_basestring  # a JSON string literal without \\u-escaping non-ASCII, as above
 
 
 def chain_hash(prev_hash: bytes | None, record: TraceRecord, data_json: str | None = None) -> bytes:
     """sha256 over the previous record's hash and this record's content (`data_json`: its data, pre-encoded)."""
     return hashlib.sha256((prev_hash or b"") + record.canonical(data_json)).digest()
+
+
+_sha256 = hashlib.sha256
+
+
+def append(heads: dict[str, tuple[int, bytes]], case_id: str, event_id: str, source: str, type_: str, time: datetime,
+           topic: str, partition: int, kafka_offset: int, trace_id: str | None, data: Any,
+           actor_json: bytes | None, broker_time: datetime | None) -> NewRecord:
+    """The next record of a case's chain: seq and hash follow the case's head in `heads` ((seq, hash)
+    of its last record, absent for a new case), which moves on to it. The same record and hash as
+    `chain_hash` over a TraceRecord with the data as stored."""
+    seq, prev = heads.get(case_id, (0, None))
+    seq += 1
+    data_json = canonical_json(data)
+    h = _sha256((prev or b"") + record_bytes(case_id, seq, event_id, source, type_, time.astimezone(UTC).isoformat(),
+                                              topic, partition, kafka_offset, trace_id, data_json, actor_json)).digest()
+    heads[case_id] = (seq, h)
+    text = data_json.decode()
+    return NewRecord(case_id, seq, event_id, source, type_, time, topic, partition, kafka_offset, trace_id, text, prev,
+                     h, broker_time, text, None if actor_json is None else actor_json.decode())
 
 
 def first_broken(records: Iterable[tuple[TraceRecord, bytes | None, bytes]]) -> int | None:

@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 import asyncpg
@@ -19,7 +20,7 @@ from services.audit import domain, reports, storage
 from shared.divisions import load_divisions
 from shared.messaging.consumer import Inbound
 from shared import topics
-from shared.cloudevents import derive_id
+from shared.cloudevents import Actor, derive_id
 from shared.contracts.events import DigestPublished
 from shared.messaging.outbox import Emitter, Outgoing, add_to_outbox
 from shared.telemetry import trace_id_of
@@ -38,35 +39,40 @@ def broker_time(record) -> datetime | None:
     return datetime.fromtimestamp(ms / 1000, UTC) if isinstance(ms, int) and ms > 0 else None
 
 
-async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
-    """Append each new event to its case's chain and fold it into the case's summary
-    (per batch: one head read, one COPY, one summary read and one upsert)."""
-    cases = {i.event.subject for i in items}
-    heads = await storage.chain_heads(conn, cases)
-    # a risk of the register has its own chain in the trace (keyed by its risk id) but is no case:
-    # it gets no case summary
-    summaries = await storage.load_summaries(conn, {i.event.subject for i in items
-                                                    if i.record.topic != topics.RISK_EVENTS})
+@lru_cache(maxsize=4096)
+def _actor_json(actor: Actor | None) -> bytes | None:
+    # the few actors of a batch (services, a unit's staff) are encoded once each
+    return None if actor is None else domain.canonical_json(actor.as_json())
+
+
+def trace_batch(heads: dict[str, tuple[int, bytes]], summaries: dict[str, domain.CaseSummary],
+                items: list[Inbound]) -> tuple[list[domain.NewRecord], dict[str, domain.CaseSummary]]:
+    """A batch's records and changed summaries, in Python (no I/O): each event is chained after its
+    case's head and folded into its case's summary, in the order of arrival. `heads` moves on to the
+    new records; `summaries` (the stored ones) are folded in place. A risk of the register has its
+    own chain in the trace (keyed by its risk id) but is no case: it gets no summary."""
     rows = []
+    changed: dict[str, domain.CaseSummary] = {}
+    append, fold = domain.append, domain.fold
     for item in items:
         ev, rec = item.event, item.record
-        seq, prev = heads.get(ev.subject, (0, None))
-        record = domain.TraceRecord(
-            case_id=ev.subject, seq=seq + 1, event_id=ev.id, source=ev.source, type=ev.type, time=ev.time,
-            topic=rec.topic, partition=rec.partition, kafka_offset=rec.offset,
-            trace_id=trace_id_of(ev.traceparent), data=ev.data,
-            actor=ev.actor.as_json() if ev.actor else None,
-        )
-        data_json = record.data_json()
-        h = domain.chain_hash(prev, record, data_json)
-        rows.append((record, data_json, prev, h, broker_time(rec)))
-        heads[ev.subject] = (record.seq, h)
+        case_id = ev.subject
+        rows.append(append(heads, case_id, ev.id, ev.source, ev.type, ev.time, rec.topic, rec.partition, rec.offset,
+                           trace_id_of(ev.traceparent), ev.data, _actor_json(ev.actor), broker_time(rec)))
         if rec.topic == topics.RISK_EVENTS:
             continue
-        summary = summaries.get(ev.subject) or domain.CaseSummary(case_id=ev.subject)
-        summaries[ev.subject] = domain.fold(summary, ev.type, _as_dict(ev.data), ev.time)
-    await storage.append_events(conn, rows)
-    await storage.save_summaries(conn, summaries.values())
+        summary = changed.get(case_id) or summaries.get(case_id) or domain.CaseSummary(case_id=case_id)
+        changed[case_id] = fold(summary, ev.type, _as_dict(ev.data), ev.time)
+    return rows, changed
+
+
+async def record_events(conn: asyncpg.Connection, items: list[Inbound]) -> list[Outgoing]:
+    """Append each new event to its case's chain and fold it into the case's summary. Per batch one
+    read of the chain heads and summaries, then the records and the summaries (each case's folded
+    once over its events of the batch) in one statement, or for a large batch one COPY and one upsert."""
+    heads, summaries = await storage.heads_and_summaries(conn, {i.event.subject: None for i in items})
+    rows, changed = trace_batch(heads, summaries, items)
+    await storage.record(conn, rows, list(changed.values()))
     return []
 
 

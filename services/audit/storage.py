@@ -4,13 +4,16 @@ case summaries, dead letters and the command centre's metrics."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
-from dataclasses import astuple, fields
+from dataclasses import fields
+from operator import attrgetter
 from typing import Iterable
 
 import asyncpg
+import orjson
 
-from services.audit.domain import CaseSummary, Checkpoint, Guard, TraceRecord
+from services.audit.domain import CaseSummary, Checkpoint, Guard, NewRecord, TraceRecord
 
 # Reads that a request (pool) and a transaction (connection) both make.
 Db = asyncpg.Connection | asyncpg.Pool
@@ -21,31 +24,43 @@ EVENT_COLUMNS = [
 ]
 
 
-async def chain_heads(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, tuple[int, bytes]]:
-    """The last (seq, hash) of each given case's chain."""
-    rows = await conn.fetch(
-        # one backward step on the (case_id, seq) key per case, however long the store
-        "SELECT k.case_id, h.seq, h.hash FROM unnest($1::text[]) AS k(case_id) CROSS JOIN LATERAL"
-        " (SELECT seq, hash FROM events e WHERE e.case_id = k.case_id ORDER BY seq DESC LIMIT 1) h",
-        list(case_ids),
-    )
-    return {r["case_id"]: (r["seq"], r["hash"]) for r in rows}
+# The COPY's columns, in the order of domain.NewRecord.
+NEW_RECORD_COLUMNS = list(NewRecord._fields)
 
 
-async def append_events(conn: asyncpg.Connection,
-                        rows: list[tuple[TraceRecord, str, bytes | None, bytes, datetime | None]]) -> None:
-    """Append (record, its data as JSON, prev hash, hash, broker time) rows in one COPY."""
-    await conn.copy_records_to_table(
-        "events",
-        columns=[*EVENT_COLUMNS, "broker_time", "data_text", "actor"],
-        records=[
-            (r.case_id, r.seq, r.event_id, r.source, r.type, r.time, r.topic, r.partition, r.kafka_offset,
-             r.trace_id, data_json, prev, h, broker_time, data_json,
-             None if r.actor is None else json.dumps(r.actor, sort_keys=True, ensure_ascii=False,
-                                                     separators=(",", ":")))
-            for r, data_json, prev, h, broker_time in rows
-        ],
-    )
+async def heads_and_summaries(conn: asyncpg.Connection, case_ids: Iterable[str]
+                              ) -> tuple[dict[str, tuple[int, bytes]], dict[str, CaseSummary]]:
+    """In one statement, each given case's chain head (seq, hash of its last record; none for a new
+    case) and its stored summary (none for a new case or a risk)."""
+    rows = await conn.fetch(_HEADS_AND_SUMMARIES, orjson.dumps(list(case_ids)).decode())
+    heads, summaries = {}, {}
+    for r in rows:
+        if r["head_seq"] is not None:
+            heads[r["k"]] = (r["head_seq"], r["head_hash"])
+        if r["case_id"] is not None:
+            summaries[r["k"]] = CaseSummary(*r[3:])
+    return heads, summaries
+
+
+async def append_events(conn: asyncpg.Connection, rows: list[NewRecord]) -> None:
+    """Append new records in one COPY."""
+    await conn.copy_records_to_table("events", columns=NEW_RECORD_COLUMNS, records=rows)
+
+
+# Up to this many records a batch is written in one statement (the records and the summaries); more go
+# by COPY, then the summaries' upsert. Each statement is a round trip whose fixed cost (a few hundred
+# µs of CPU between the service and PostgreSQL) dominates small batches; per row, COPY is cheaper.
+ONE_STATEMENT_MAX = 16
+
+
+async def record(conn: asyncpg.Connection, rows: list[NewRecord], summaries: list[CaseSummary]) -> None:
+    """Append a batch's records and upsert its cases' summaries: one statement for a small batch,
+    else COPY and one upsert."""
+    if len(rows) > ONE_STATEMENT_MAX:
+        await append_events(conn, rows)
+        await save_summaries(conn, summaries)
+        return
+    await conn.execute(_APPEND_AND_SAVE, *[list(c) for c in zip(*rows)], *_summary_arrays(summaries))
 
 
 async def append_dead_letters(conn: asyncpg.Connection, rows: list[tuple]) -> None:
@@ -185,28 +200,63 @@ async def load_summaries(conn: asyncpg.Connection, case_ids: Iterable[str]) -> d
 _SUMMARY_TYPES = {"units": "text[]", "overdue": "boolean", "escalations": "integer", "returns": "integer",
                   "events": "integer", "holder_since": "timestamptz", "opened_at": "timestamptz",
                   "last_event_at": "timestamptz"}
+_summary_values = attrgetter(*SUMMARY_COLUMNS)
+_UNITS_AT = SUMMARY_COLUMNS.index("units")
+# Per case, one backward step on the (case_id, seq) key to the chain's head and one lookup by key of
+# the summary (the fields in order from the fourth column on): index lookups per case, however large
+# the store. Both are LATERAL with LIMIT so that the planner keeps them so (a plain join of the
+# summaries is planned as a hash join over all of them once the batch is large); not `= ANY($1)`:
+# the generic plan of a prepared ANY compares every row with every key. The case ids come as a JSON
+# array: PostgreSQL estimates a JSON array's elements without looking at them (unnest of an array it
+# counts), so the cached generic plan is as cheap as a fresh one and is used; with unnest every
+# execution of a small batch was planned anew (~0.1 ms of PostgreSQL's CPU per batch).
+_HEADS_AND_SUMMARIES = (
+    "SELECT k.case_id AS k, h.seq AS head_seq, h.hash AS head_hash, "
+    + ", ".join(f"s.{c}" for c in SUMMARY_COLUMNS)
+    + " FROM jsonb_array_elements_text($1::jsonb) AS k(case_id)"
+    " LEFT JOIN LATERAL (SELECT seq, hash FROM events e WHERE e.case_id = k.case_id ORDER BY seq DESC LIMIT 1) h"
+    " ON true LEFT JOIN LATERAL (SELECT * FROM case_summaries s WHERE s.case_id = k.case_id LIMIT 1) s ON true")
+
+
+def _text_array(items: list[str] | None) -> str | None:
+    """A text[] literal ({"a","b"}): the ragged units of many rows travel as one text array, each cast."""
+    if items is None:
+        return None
+    return "{" + ",".join('"' + str(i).replace("\\", "\\\\").replace('"', '\\"') + '"' for i in items) + "}"
+
+
+_SAVE_SUMMARIES = (
+    f"INSERT INTO case_summaries ({', '.join(SUMMARY_COLUMNS)}) SELECT "
+    + ", ".join(f"u.{c}::text[]" if c == "units" else f"u.{c}" for c in SUMMARY_COLUMNS)
+    + " FROM unnest("
+    + ", ".join(f"${i + 1}::{'text' if c == 'units' else _SUMMARY_TYPES.get(c, 'text')}[]"
+                for i, c in enumerate(SUMMARY_COLUMNS))
+    + f") AS u({', '.join(SUMMARY_COLUMNS)})"
+    " ON CONFLICT (case_id) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in SUMMARY_COLUMNS[1:]))
+
+
+def _summary_arrays(summaries: Iterable[CaseSummary]) -> list[list]:
+    rows = [_summary_values(s) for s in summaries]
+    columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in SUMMARY_COLUMNS]
+    columns[_UNITS_AT] = [_text_array(u) for u in columns[_UNITS_AT]]
+    return columns
 
 
 async def save_summaries(conn: asyncpg.Connection, summaries: Iterable[CaseSummary]) -> None:
     """Upsert summaries in one statement: one array per column, unnested (the batch's cases)."""
-    rows = [astuple(s) for s in summaries]
-    if not rows:
-        return
-    columns = list(zip(*rows))
-    # units (text[] per row) cannot travel as a 2-D array of ragged rows: sent as JSON text, parsed in SQL
-    units_at = SUMMARY_COLUMNS.index("units")
-    columns[units_at] = [json.dumps(u) if u is not None else None for u in columns[units_at]]
-    select = ", ".join(
-        f"(SELECT array_agg(x) FROM jsonb_array_elements_text(u.{c}::jsonb) x)" if c == "units" else f"u.{c}"
-        for c in SUMMARY_COLUMNS)
-    arrays = ", ".join(f"${i + 1}::{'text' if c == 'units' else _SUMMARY_TYPES.get(c, 'text')}[]"
-                       for i, c in enumerate(SUMMARY_COLUMNS))
-    cols = ", ".join(SUMMARY_COLUMNS)
-    await conn.execute(
-        f"INSERT INTO case_summaries ({cols}) SELECT {select} FROM unnest({arrays}) AS u({cols})"
-        " ON CONFLICT (case_id) DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in SUMMARY_COLUMNS[1:]),
-        *columns,
-    )
+    columns = _summary_arrays(summaries)
+    if columns[0]:
+        await conn.execute(_SAVE_SUMMARIES, *columns)
+
+
+_EVENT_TYPES = {"seq": "integer", "time": "timestamptz", "partition": "integer", "kafka_offset": "bigint",
+                "data": "jsonb", "prev_hash": "bytea", "hash": "bytea", "broker_time": "timestamptz"}
+# the records (an INSERT from one array per column, done whatever the rest of the statement does) and
+# the summaries' upsert, its parameters numbered after the records'
+_APPEND_AND_SAVE = (
+    f"WITH appended AS (INSERT INTO events ({', '.join(NEW_RECORD_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${i + 1}::{_EVENT_TYPES.get(c, 'text')}[]" for i, c in enumerate(NEW_RECORD_COLUMNS)) + ")) "
+    + re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + len(NEW_RECORD_COLUMNS)}", _SAVE_SUMMARIES))
 
 
 async def search(pool: asyncpg.Pool, *, case_number: str | None = None, division: str | None = None,
@@ -475,3 +525,4 @@ async def daily_trend(pool: asyncpg.Pool, by: str, since, until, jurisdiction: l
         " WHERE (e.type = $1 OR e.type = ANY($2::text[])) AND e.time >= $3 AND e.time < $4"
         "   AND ($5::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($5::text[]) j WHERE s.division LIKE j || '%'))"
         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", _RECEIVED, list(_CLOSED), since, until, jurisdiction)
+

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -24,12 +27,14 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import psutil
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.drill.stack import DrillStack, submission
 from shared import devstack, topics
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+# The deployment's trace sampling (docker-compose.yml): a case's trace is kept whole for 10 % of cases.
+SAMPLING = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 
 
 def pct(values: list[float], p: float) -> float | None:
@@ -173,30 +178,52 @@ def latency(load: Load, arrived: dict[str, float]) -> dict:
 
 
 async def raw_relay_pipeline(bootstrap: str, records: int, hops: int = 4) -> dict:
-    """The limit: `hops` raw aiokafka relays in a chain on the same broker; throughput end to end."""
+    """The limit: `hops` raw aiokafka relays in a chain on the same broker, fed steadily by a separate
+    producer process (bench/raw_producer.py, as fast as it can: its own rate is reported as the
+    generator's ceiling). Throughput is read at the last hop in the steady middle of the run (10th to
+    90th percentile of arrivals), so neither the ramp-up nor the tail flatters or spoils it."""
     names = [f"bench.hop{i}.{uuid.uuid4().hex[:6]}" for i in range(hops + 1)]
     await topics.ensure_topics(bootstrap, 3, names)
     relays = [subprocess.Popen([sys.executable, str(BENCH_DIR / "raw_relay.py"), bootstrap, names[i], names[i + 1],
                                 f"bench-relay-{names[i]}"]) for i in range(hops)]
     try:
         await asyncio.sleep(3)  # every relay joined its group
-        p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-        await p.start()
-        payload = b'{"case_id":"' + b"x" * 36 + b'","data":"' + b"y" * 400 + b'"}'
-        keys = [uuid.uuid4().hex.encode() for _ in range(records)]
-        futures = [await p.send(names[0], payload, key=k, headers=[("ce_type", b"bench")]) for k in keys]
-        await asyncio.gather(*futures)
-        await p.stop()
-        first = await _timestamps(bootstrap, names[0], set(keys), 60)
-        last = await _timestamps(bootstrap, names[-1], set(keys), 120)
+        with tempfile.NamedTemporaryFile("r", suffix=".keys") as keys_file:
+            feed = await asyncio.create_subprocess_exec(
+                sys.executable, str(BENCH_DIR / "raw_producer.py"), bootstrap, names[0], str(records), keys_file.name,
+                stdout=asyncio.subprocess.PIPE)
+            out, _ = await feed.communicate()
+            generator = json.loads(out)
+            keys = {k.encode() for k in keys_file.read().split()}
+        first = await _timestamps(bootstrap, names[0], keys, 60)
+        last = await _timestamps(bootstrap, names[-1], keys, 180)
     finally:
         for r in relays:
             r.terminate()
             r.wait()
     lat = [last[k] - first[k] for k in last if k in first]
-    span = (max(last.values()) - min(first.values())) / 1000 if last else float("inf")
-    return {"hops": hops, "records": records, "delivered": len(last), "per_s": len(last) / span if span else 0,
-            "p50_ms": statistics.median(lat) if lat else None, "p99_ms": pct(lat, 0.99)}
+    arrivals = sorted(last.values())
+    steady = 0.0
+    if len(arrivals) >= 10:
+        lo, hi = arrivals[len(arrivals) // 10], arrivals[len(arrivals) * 9 // 10]
+        steady = (len(arrivals) * 8 // 10) / ((hi - lo) / 1000) if hi > lo else 0.0
+    return {"hops": hops, "records": records, "delivered": len(last), "per_s": steady,
+            "broker_records_per_s": steady * (hops + 1),  # each record is produced once per topic
+            "p50_ms": statistics.median(lat) if lat else None, "p99_ms": pct(lat, 0.99),
+            "generator_per_s": generator["per_s"]}
+
+
+async def records_on_broker(bootstrap: str) -> int:
+    """How many records the broker holds on OneWindow's topics (the sum of their end offsets): read
+    before and after a phase, the difference is what the phase's cases made the broker carry."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await c.start()
+    try:
+        names = [t for t in await c.topics() if not t.startswith("bench.")]
+        parts = [TopicPartition(t, p) for t in names for p in c.partitions_for_topic(t) or ()]
+        return sum((await c.end_offsets(parts)).values()) if parts else 0
+    finally:
+        await c.stop()
 
 
 async def _timestamps(bootstrap: str, topic: str, keys: set[bytes], timeout: float) -> dict[bytes, int]:
@@ -286,7 +313,9 @@ class CpuAccount:
         parts: dict[str, list[psutil.Process]] = {}
         for name, p in self.stack.procs.items():
             try:
-                parts[name] = [psutil.Process(p.proc.pid)]
+                proc = psutil.Process(p.proc.pid)
+                # a service's replicas ("router-2") and worker processes count as the service
+                parts.setdefault(name.split("-")[0], []).extend([proc, *proc.children(recursive=True)])
             except (psutil.Error, AttributeError):
                 continue
         if self.stack.broker.proc is not None:
@@ -322,46 +351,115 @@ class CpuAccount:
         return per
 
 
-def run_bench(rate: float, seconds: float, workers: int, relay_records: int) -> dict:
-    """The whole run (bounded: two load phases of `seconds`, a relay of `relay_records`)."""
-    stack = DrillStack(simulator=False).start()
+class Profiles:
+    """py-spy flame graphs (SVG) of each service process while a phase runs: where its CPU goes."""
+
+    def __init__(self, stack: DrillStack, out: Path | None, seconds: float) -> None:
+        self.stack, self.out, self.seconds = stack, out, seconds
+        self._procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Profiles":
+        if self.out is None:
+            return self
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name, p in self.stack.procs.items():
+            if p.proc is None:
+                continue
+            # --nonblocking: sampling must not pause the process it measures
+            self._procs.append(subprocess.Popen(
+                [spy, "record", "--pid", str(p.proc.pid), "--duration", str(int(self.seconds)), "--rate", "100",
+                 "--nonblocking", "--subprocesses", "--format", "flamegraph", "--output", str(self.out / f"{name}.svg")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=self.seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def run_phase(stack: DrillStack, run: str, rate: float | None, seconds: float, workers: int,
+              profile: Path | None = None) -> dict:
+    """One load phase on a running stack (fixed `rate`, or saturation without): what was offered and
+    accepted, dispatch and audit latencies, the records the broker carried and CPU per case."""
+    url = f"{stack.url('intake')}/v1/cases"
+    cpu = CpuAccount(stack)
+    bootstrap, dsn = stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"]
+    # CPU from the first request until every case is dispatched and in audit: the whole of what the
+    # cases of the phase cost (idle ticks while draining included)
+    before, carried = cpu.read(), asyncio.run(records_on_broker(bootstrap))
+    with Profiles(stack, profile, seconds):
+        load = asyncio.run(drive(url, stack.clerk, run, rate=rate, seconds=seconds, workers=workers))
+    keys = set(load.sent_ms)
+    dispatched = asyncio.run(dispatch_times(bootstrap, keys, 120))
+    audited = asyncio.run(audit_times(dsn, keys, 120))
+    cost = CpuAccount.per_case_ms(before, cpu.read(), load.accepted)
+    carried = asyncio.run(records_on_broker(bootstrap)) - carried
+    done = [dispatched[k] for k in keys if k in dispatched]
+    span = (max(done) - min(load.sent_ms.values())) / 1000 if done else float("inf")
+    return {
+        "offered": load.offered, "accepted": load.accepted, "errors": load.errors,
+        "offered_per_s": load.offered / load.seconds, "accepted_per_s": load.accepted / load.seconds,
+        "dispatched_per_s": len(done) / span if span else 0,
+        # every record the broker carried for the phase's cases, on every topic
+        "records_per_case": carried / load.accepted if load.accepted else None,
+        "broker_records_per_s": (carried / load.accepted) * (len(done) / span) if load.accepted and span else 0,
+        "intake_to_dispatch": latency(load, dispatched), "intake_to_audit": latency(load, audited),
+        "cpu_ms_per_case": cost,
+    }
+
+
+def run_bench(rate: float, seconds: float, workers: int, relay_records: int, profile: Path | None = None,
+              processes: tuple[int, ...] = (1,)) -> dict:
+    """The whole run (bounded: two load phases of `seconds`, a relay of `relay_records`); with `profile`,
+    a py-spy flame graph of each service at saturation is written into that folder. Each further count
+    in `processes` runs the saturation phase again on a stack with that many processes per service."""
+    # traces sampled as the deployment samples them (docker-compose.yml), unless the caller says otherwise
+    for name, value in SAMPLING.items():
+        os.environ.setdefault(name, value)
+    first, *more = processes
+    stack = DrillStack(simulator=False, replicas=first, intake_processes=first).start()
     run = uuid.uuid4().hex[:6]
     try:
-        url = f"{stack.url('intake')}/v1/cases"
-        cpu = CpuAccount(stack)
         bootstrap, dsn = stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["DATABASE_URL"]
         with MemoryWatch(stack) as memory:
-            phases, cost = {}, {}
-            for name, phase_rate in (("fixed", rate), ("saturation", None)):
-                # CPU from the first request until every case is dispatched and in audit: the whole
-                # of what the cases of the phase cost (idle ticks while draining included)
-                before = cpu.read()
-                load = asyncio.run(drive(url, stack.clerk, f"{run}{name[0]}", rate=phase_rate, seconds=seconds,
-                                         workers=workers))
-                keys = set(load.sent_ms)
-                dispatched = asyncio.run(dispatch_times(bootstrap, keys, 120))
-                audited = asyncio.run(audit_times(dsn, keys, 120))
-                cost[name] = CpuAccount.per_case_ms(before, cpu.read(), load.accepted)
-                done = [dispatched[k] for k in keys if k in dispatched]
-                span = (max(done) - min(load.sent_ms.values())) / 1000 if done else float("inf")
-                phases[name] = {
-                    "offered": load.offered, "accepted": load.accepted, "errors": load.errors,
-                    "offered_per_s": load.offered / load.seconds, "accepted_per_s": load.accepted / load.seconds,
-                    "dispatched_per_s": len(done) / span if span else 0,
-                    "intake_to_dispatch": latency(load, dispatched), "intake_to_audit": latency(load, audited),
-                    "cpu_ms_per_case": cost[name],
-                }
+            phases = {"fixed": run_phase(stack, f"{run}f", rate, seconds, workers),
+                      "saturation": run_phase(stack, f"{run}s", None, seconds, workers, profile)}
         limits = {"raw_relay_4_hops": asyncio.run(raw_relay_pipeline(bootstrap, relay_records)),
                   "bare_asgi": asyncio.run(bare_asgi(seconds, workers)),
                   "postgres_copy": asyncio.run(copy_limit(dsn))}
     finally:
         stack.stop()
+    scale_out = {first: phases["saturation"]}
+    for n in more:
+        stack = DrillStack(simulator=False, replicas=n, intake_processes=n).start()
+        try:
+            scale_out[n] = run_phase(stack, f"{run}p{n}", None, seconds, workers)
+        finally:
+            stack.stop()
     sat = phases["saturation"]
     return {
         "rate": rate, "seconds": seconds, "workers": workers, "phases": phases, "limits": limits,
+        # saturation with 1, 2, ... processes per service (same machine, each on a fresh stack)
+        "processes": {str(n): {"dispatched_per_s": p["dispatched_per_s"], "accepted_per_s": p["accepted_per_s"],
+                               "intake_to_dispatch": p["intake_to_dispatch"], "cpu_ms_per_case": p["cpu_ms_per_case"]}
+                      for n, p in scale_out.items()},
+        "sampling": {name: os.environ[name] for name in SAMPLING},
         "ratios": {
-            "end_to_end_vs_raw_relay": sat["dispatched_per_s"] / limits["raw_relay_4_hops"]["per_s"],
-            "intake_vs_bare_asgi": sat["accepted_per_s"] / limits["bare_asgi"]["per_s"],
+            "end_to_end_vs_raw_relay": _ratio(sat["dispatched_per_s"], limits["raw_relay_4_hops"]["per_s"]),
+            # the records the cases make the broker carry per second beside the relay's steady end-to-end
+            # records/s (the issue's measure) and beside the relay's own broker records/s (like for like)
+            "case_records_vs_raw_relay": _ratio(sat["broker_records_per_s"], limits["raw_relay_4_hops"]["per_s"]),
+            "case_records_vs_relay_broker_records": _ratio(sat["broker_records_per_s"],
+                                                           limits["raw_relay_4_hops"]["broker_records_per_s"]),
+            "intake_vs_bare_asgi": _ratio(sat["accepted_per_s"], limits["bare_asgi"]["per_s"]),
         },
         "peak_rss_mib": {k: round(v / 2**20, 1) for k, v in sorted(memory.peak.items())},
     }

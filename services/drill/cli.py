@@ -59,8 +59,12 @@ def bench(
     rate: Annotated[float, typer.Option(min=1, max=2000, help="fixed offered load, cases/s")] = 100,
     seconds: Annotated[float, typer.Option(min=2, max=120, help="length of each load phase")] = 10,
     workers: Annotated[int, typer.Option(min=1, max=256, help="concurrent clients at saturation")] = 32,
-    relay_records: Annotated[int, typer.Option(min=1000, max=200_000, help="records through the raw relay")] = 20_000,
+    relay_records: Annotated[int, typer.Option(min=1000, max=200_000, help="records through the raw relay")] = 50_000,
     results: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
+    profile: Annotated[Path | None, typer.Option(help="write a py-spy flame graph (SVG) of each service at "
+                                                      "saturation into this folder")] = None,
+    processes: Annotated[list[int] | None, typer.Option(min=1, max=16, help="processes per service (repeat: "
+                                                        "--processes 1 --processes 2 runs saturation with each)")] = None,
 ) -> None:
     """End to end on a private stack (loopback, bounded): cases/s and p50/p99 intake→dispatch and
     intake→audit at a fixed offered load and at saturation, beside a raw aiokafka 4-hop relay, a bare
@@ -69,7 +73,7 @@ def bench(
 
     from services.drill.bench import run_bench
 
-    r = run_bench(rate, seconds, workers, relay_records)
+    r = run_bench(rate, seconds, workers, relay_records, profile, tuple(processes or [1]))
     f = lambda v, d=0: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = [f"{'':34}{'cases/s':>10}{'dispatch p50':>14}{'dispatch p99':>14}{'audit p50':>11}{'audit p99':>11}"]
     for name, label in (("fixed", f"system, offered {rate:g}/s"), ("saturation", f"system, saturation ({workers} clients)")):
@@ -80,13 +84,22 @@ def bench(
     lim = r["limits"]
     relay = lim["raw_relay_4_hops"]
     lines.append(f"{'limit: raw aiokafka relay, 4 hops':34}{f(relay['per_s']):>10}{f(relay['p50_ms']):>14}"
-                 f"{f(relay['p99_ms']):>14}")
+                 f"{f(relay['p99_ms']):>14}   (steady; its feed alone: {f(relay['generator_per_s'])} records/s)")
     lines.append(f"{'limit: bare ASGI (requests/s)':34}{f(lim['bare_asgi']['per_s']):>10}")
     lines.append(f"{'limit: PostgreSQL COPY (rows/s)':34}{f(lim['postgres_copy']['per_s']):>10}")
     sat = r["phases"]["saturation"]
     lines.append(f"intake accepted at saturation: {f(sat['accepted_per_s'])}/s; errors {sat['errors']}")
-    lines.append(f"ratio end to end / raw relay: {r['ratios']['end_to_end_vs_raw_relay']:.2f} (goal >= 0.4); "
-                 f"intake / bare ASGI: {r['ratios']['intake_vs_bare_asgi']:.2f}")
+    ratios = r["ratios"]
+    lines.append(f"records a case makes the broker carry: {f(sat['records_per_case'], 1)}; at saturation "
+                 f"{f(sat['broker_records_per_s'])} records/s, {f(ratios['case_records_vs_raw_relay'], 2)} of the "
+                 f"relay's end-to-end records/s (goal >= 0.5), {f(ratios['case_records_vs_relay_broker_records'], 2)} "
+                 f"of its broker records/s ({f(relay['broker_records_per_s'])})")
+    lines.append(f"ratio end to end / raw relay: {f(ratios['end_to_end_vs_raw_relay'], 2)} (cases/s beside records/s); "
+                 f"intake / bare ASGI: {f(ratios['intake_vs_bare_asgi'], 2)}")
+    if len(r["processes"]) > 1:
+        lines.append("saturation by processes per service: " + "; ".join(
+            f"{n}: {f(p['dispatched_per_s'])} cases/s, dispatch p99 {f(p['intake_to_dispatch']['p99_ms'])} ms, "
+            f"{f(p['cpu_ms_per_case']['services_total'], 2)} ms CPU per case" for n, p in r["processes"].items()))
     lines.append("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in r["peak_rss_mib"].items()))
     parts = ("intake", "router", "mediation", "audit", "services_total", "broker", "postgres")
     lines.append(f"{'CPU ms per case':34}" + "".join(f"{'4 services' if p == 'services_total' else p:>11}"

@@ -43,6 +43,10 @@ class DrillStack:
 
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="onewindow-drill-")))
     simulator: bool = True
+    # processes per consumer service (router, mediation, audit): each further one joins the same
+    # consumer groups on its own port, and the partitions are shared among them
+    replicas: int = 1
+    intake_processes: int = 1  # intake's worker processes on its one port (`onewindow run --processes`)
 
     def __post_init__(self) -> None:
         (self.work / "logs").mkdir(parents=True, exist_ok=True)
@@ -74,7 +78,16 @@ class DrillStack:
             "ONEWINDOW_DATABASE_LOGIN_PER_SERVICE": "true",
         }
         ports = {name: devstack.free_port() for name in devstack.SERVICE_PORTS}
-        for p in devstack.service_processes(self.env, self.work / "logs", simulator=self.simulator, ports=ports):
+        procs = devstack.service_processes(self.env, self.work / "logs", simulator=self.simulator, ports=ports)
+        for p in procs:
+            if p.name == "intake" and self.intake_processes > 1:
+                p.args += ["--processes", str(self.intake_processes)]
+        for name in ("router", "mediation", "audit"):
+            for k in range(2, self.replicas + 1):
+                port = devstack.free_port()
+                procs.append(devstack.ServiceProcess(f"{name}-{k}", ["run", name, "--port", str(port)], self.env, port,
+                                                     self.work / "logs" / f"{name}-{k}.log"))
+        for p in procs:
             self.procs[p.name] = p
             p.start()
         for p in self.procs.values():

@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping, Sequence
 from uuid import UUID
+
+from pydantic import ValidationError
 
 from shared import personal
 from shared.cloudevents import Actor, derive_id
@@ -65,6 +68,20 @@ def validate_submission(data: object, divisions: DivisionDirectory, grids: GridD
     return CaseSubmission.model_validate(data, context={"divisions": divisions, "grids": grids})
 
 
+def validate_submission_json(body: bytes, divisions: DivisionDirectory,
+                             grids: GridDirectory | None = None) -> CaseSubmission:
+    """The submission contract from a request body's bytes, parsed and validated in one pass (pydantic's
+    JSON mode). A body it refuses is read again as before — `json.loads`, then the contract — so that a
+    refusal says exactly what it always said (not JSON: ValueError; otherwise each field's error in
+    the Python mode's words), and a body that `json.loads` reads (UTF-16, a byte-order mark) is still
+    accepted."""
+    try:
+        return CaseSubmission.model_validate_json(body, context={"divisions": divisions, "grids": grids})
+    except ValidationError:
+        pass
+    return validate_submission(json.loads(body), divisions, grids)
+
+
 def fingerprint(sub: CaseSubmission) -> str:
     """A hash of the submission, to tell a retry (same body) from a reused idempotency key."""
     return hashlib.sha256(json.dumps(sub.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
@@ -72,7 +89,12 @@ def fingerprint(sub: CaseSubmission) -> str:
 
 def case_number_prefix(division_code: str, received_at: datetime) -> str:
     """County code + local date: '339901-20261123'."""
-    return f"{division_code[:6]}-{received_at.astimezone(CHINA_TZ):%Y%m%d}"
+    return _prefix(division_code[:6], received_at)
+
+
+@lru_cache(maxsize=4096)  # a group's submissions share their time: one date formatting per county and group
+def _prefix(county: str, received_at: datetime) -> str:
+    return f"{county}-{received_at.astimezone(CHINA_TZ):%Y%m%d}"
 
 
 def format_case_number(prefix: str, sequence: int) -> str:
@@ -80,9 +102,15 @@ def format_case_number(prefix: str, sequence: int) -> str:
     return f"{prefix}-{sequence:05d}"
 
 
-def _bigrams(text: str) -> set[str]:
-    chars = [c for c in text if not c.isspace() and c not in "，。！？、,.!?;；:：()（）"]
-    return {a + b for a, b in zip(chars, chars[1:])} or set(chars)
+# whitespace (as str.isspace says) and punctuation do not count in a text's bigrams
+_NOT_TEXT = re.compile(r"[\s，。！？、,.!?;；:：()（）]+")
+
+
+def _bigrams(text: str) -> set[int]:
+    """The text's character bigrams (each as one int: the two code points side by side, smaller and
+    quicker to compare than 2-character strings), or its characters when it has a single one."""
+    chars = list(map(ord, _NOT_TEXT.sub("", text)))
+    return {a << 21 | b for a, b in zip(chars, chars[1:])} or set(chars)
 
 
 def similarity(a: str, b: str) -> float:
@@ -90,13 +118,11 @@ def similarity(a: str, b: str) -> float:
     return _jaccard(_bigrams(a), _bigrams(b))
 
 
-@lru_cache(maxsize=50_000)
-def _case_bigrams(case_id: UUID, text: str) -> frozenset[str]:
-    return frozenset(_bigrams(text))
-
-
-def _jaccard(x: set[str], y: set[str]) -> float:
-    return len(x & y) / len(x | y) if x and y else 0.0
+def _jaccard(x: set[int] | frozenset[int], y: set[int] | frozenset[int]) -> float:
+    if not x or not y:
+        return 0.0
+    common = len(x & y)
+    return common / (len(x) + len(y) - common)  # |x ∪ y| without building it
 
 
 @dataclass(frozen=True)
@@ -109,11 +135,11 @@ class OpenCase:
     category: str | None
     text: str
     received_at: datetime
-    bigrams: frozenset[str] = frozenset()
+    bigrams: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
-        if not self.bigrams:  # computed once per case (cached across groups), not per comparison
-            object.__setattr__(self, "bigrams", _case_bigrams(self.case_id, self.text))
+        if not self.bigrams:  # computed once per case (storage keeps open cases across groups), not per comparison
+            object.__setattr__(self, "bigrams", frozenset(_bigrams(self.text)))
 
 
 @dataclass(frozen=True)
@@ -130,13 +156,23 @@ def find_duplicate(
 ) -> tuple[OpenCase, float] | None:
     """The most similar open case this submission repeats, with its similarity, or None."""
     text = _bigrams(f"{sub.title} {sub.description}")
+    size = len(text)
+    division, category, since = sub.location.division_code, sub.category, received_at - policy.window
+    # the similarity is at most the ratio of the two sizes: a candidate whose ratio is below this (a
+    # margin under the threshold, for the rounding of the score) cannot reach the threshold
+    reach = policy.threshold - 0.001
     best: tuple[OpenCase, float] | None = None
     for case in open_cases:
-        if case.division_code != sub.location.division_code or case.category != sub.category:
+        if case.division_code != division or case.category != category:
             continue
-        if not (received_at - policy.window <= case.received_at <= received_at):
+        if not (since <= case.received_at <= received_at):
             continue
-        score = round(_jaccard(text, case.bigrams), 3)
+        bigrams = case.bigrams
+        other = len(bigrams)
+        if size and other and (size < reach * other if size < other else other < reach * size):
+            continue
+        common = len(text & bigrams) if size and other else 0
+        score = round(common / (size + other - common), 3) if common else 0.0  # Jaccard, |x ∪ y| not built
         if score >= policy.threshold and (best is None or score > best[1]):
             best = (case, score)
     return best
@@ -262,6 +298,7 @@ class GroupPlan:
     last_numbers: dict[str, int]  # per prefix this group numbered in: the last number it used
     announcements: list[Announcement]
     outcomes: list[Outcome]  # one per submission, in the group's order
+    opened: list[OpenCase] = field(default_factory=list)  # the new cases, as later reports may repeat them
 
 
 def duplicate_event(report: RepeatReport, received_at: datetime) -> CaseDuplicateReported:
@@ -305,6 +342,7 @@ def plan_group(
     first_with_key: dict[str, int] = {}
     new_cases: list[NewCase] = []
     repeats: list[RepeatReport] = []
+    opened: list[OpenCase] = []
     for i, p in enumerate(group):
         key = p.idempotency_key
         if key in earlier:
@@ -328,9 +366,10 @@ def plan_group(
         new = NewCase(new_id(), format_case_number(prefix, numbers[prefix]), p)
         new_cases.append(new)
         outcomes[i] = Outcome(new.case_id, new.case_number, new.case_id)
-        # a later report in the same group may repeat this one
-        candidates.setdefault(division, []).append(OpenCase(
-            new.case_id, new.case_number, division, sub.category, f"{sub.title} {sub.description}", received_at))
+        # a later report in the same group (or a later group) may repeat this one
+        opened.append(OpenCase(new.case_id, new.case_number, division, sub.category, f"{sub.title} {sub.description}",
+                               received_at))
+        candidates.setdefault(division, []).append(opened[-1])
     for i, p in enumerate(group):
         if outcomes[i] is None:
             first = outcomes[first_with_key[p.idempotency_key]]
@@ -346,7 +385,7 @@ def plan_group(
                      r.pending.traceparent, r.pending.actor)
         for r in repeats
     ]
-    return GroupPlan(received_at, new_cases, repeats, numbers, announcements, outcomes)
+    return GroupPlan(received_at, new_cases, repeats, numbers, announcements, outcomes, opened)
 
 
 # ---------------------------------------------------------------- the status a submitter sees

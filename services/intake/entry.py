@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.intake import domain
-from services.intake.api import MAX_BODY, build_router
+from services.intake.api import MAX_BODY, build_router, serve_submissions_fast
 from services.intake.handlers import GroupWriter, project_status, submissions_handler
 from shared.divisions import load_divisions
 from shared.grids import load_grids
@@ -18,8 +18,11 @@ from shared.settings import Settings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Intake: HTTP window and `intake.submissions` → cases (+ outbox) → `intake.cases`."""
+def create_app(settings: Settings | None = None, *, fast_path: bool = True) -> FastAPI:
+    """Intake: HTTP window and `intake.submissions` → cases (+ outbox) → `intake.cases`.
+
+    `fast_path`: POST /v1/cases is answered by `SubmitFastPath` (False: by the FastAPI route alone,
+    with the same answers, slower; the tests compare the two)."""
     settings = settings or Settings()
     divisions = load_divisions()
     grids = load_grids()
@@ -46,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     router = build_router(settings, divisions, grids)
     app = service_app(runtime, title="OneWindow intake", routers=[router], max_body=MAX_BODY)
+    if fast_path:
+        serve_submissions_fast(app, router.window, settings, MAX_BODY)
     _publish_body_schemas(app, router.extra_schemas)
     return app
 

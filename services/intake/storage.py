@@ -5,7 +5,7 @@ are the domain's."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from typing import Iterable, Sequence
 from uuid import UUID
 
 import asyncpg
@@ -33,26 +33,54 @@ async def earlier_submissions(conn: asyncpg.Connection, keys: Sequence[str]) -> 
 
 async def lock_divisions(conn: asyncpg.Connection, divisions: Sequence[str]) -> None:
     """Serialise duplicate detection per division across replicas until the transaction ends (taken
-    in sorted order, so replicas never deadlock)."""
-    for d in sorted(divisions):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('intake-duplicates:' || $1))", d)
+    in sorted order, so replicas never deadlock; in one statement, not one round trip per division)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('intake-duplicates:' || d.code))"
+        " FROM unnest($1::text[]) WITH ORDINALITY AS d(code, n) ORDER BY d.n",
+        sorted(divisions),
+    )
+
+
+# Open cases read before, by id. What a case was reported as (number, division, category, text, time)
+# never changes — only its status does, and the query that picks the candidates looks at that — so a
+# candidate's text crosses the wire and is cut into bigrams once per process, not once per group.
+# Bounded: the oldest entries go first (the candidates are the most recent cases of their division).
+_KNOWN: dict[UUID, domain.OpenCase] = {}
+KNOWN_MAX = 20_000
+
+
+def remember_open_cases(cases: Iterable[domain.OpenCase]) -> None:
+    """Keep cases a later group may compare a report with (the new cases of a group just written)."""
+    for case in cases:
+        _KNOWN[case.case_id] = case
+    while len(_KNOWN) > KNOWN_MAX:
+        del _KNOWN[next(iter(_KNOWN))]
 
 
 async def open_cases(conn: asyncpg.Connection, divisions: Sequence[str], since: datetime,
                      per_division: int) -> list[domain.OpenCase]:
     """The most recent open cases of each division received since `since`, at most `per_division`
-    each: a bounded candidate set for duplicate detection, whatever the backlog."""
-    rows = await conn.fetch(
-        "SELECT c.* FROM unnest($1::text[]) AS d(code) CROSS JOIN LATERAL ("
-        " SELECT case_id, case_number, division_code, category, title || ' ' || description AS text, received_at"
-        " FROM cases WHERE duplicate_of IS NULL AND division_code = d.code AND received_at >= $2"
+    each: a bounded candidate set for duplicate detection, whatever the backlog. Only the ids are
+    read for candidates seen before; the rest in a second query."""
+    ids = [r[0] for r in await conn.fetch(
+        "SELECT c.case_id FROM unnest($1::text[]) AS d(code) CROSS JOIN LATERAL ("
+        " SELECT case_id FROM cases WHERE duplicate_of IS NULL AND division_code = d.code AND received_at >= $2"
         " AND status NOT IN ('resolved', 'closed', 'refused', 'merged', 'split')"  # a matter reported again after closure is a new case
         " ORDER BY received_at DESC LIMIT $3) AS c",
         list(divisions),
         since,
         per_division,
-    )
-    return [domain.OpenCase(**dict(r)) for r in rows]
+    )]
+    found = {i: case for i in ids if (case := _KNOWN.get(i)) is not None}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        rows = await conn.fetch(
+            "SELECT case_id, case_number, division_code, category, title || ' ' || description AS text, received_at"
+            " FROM cases WHERE case_id = ANY($1::uuid[])", missing)
+        read = [domain.OpenCase(**dict(r)) for r in rows]
+        found.update((c.case_id, c) for c in read)
+        remember_open_cases(read)
+    return [found[i] for i in ids]
 
 
 async def lock_case_numbers(conn: asyncpg.Connection, prefixes: Sequence[str]) -> dict[str, int]:
@@ -72,40 +100,46 @@ async def lock_case_numbers(conn: asyncpg.Connection, prefixes: Sequence[str]) -
 # ---------------------------------------------------------------- a group's plan, written
 
 
+_COLUMNS = ("case_id", "case_number", "channel", "title", "description", "category", "division_code", "grid_id",
+            "address", "reporter_name", "reporter_phone", "idempotency_key", "request_hash", "submitted_by",
+            "submission", "submission_ref", "duplicate_of", "similarity")
+_TYPES = ("uuid", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text",
+          "text", "text", "uuid", "real")
+# A group's rows in one statement: one array per column (received_at is the group's, one value).
 INSERT_SQL = (
-    "INSERT INTO cases (case_id, case_number, channel, title, description, category, division_code, grid_id,"
-    " address, reporter_name, reporter_phone, idempotency_key, request_hash, submitted_by, received_at,"
-    " submission, submission_ref, duplicate_of, similarity)"
-    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16::jsonb,$17,$18,$19)"
+    f"INSERT INTO cases ({', '.join(_COLUMNS[:14])}, received_at, {', '.join(_COLUMNS[14:])})"
+    f" SELECT {', '.join('r.' + c for c in _COLUMNS[:14])}, ${len(_COLUMNS) + 1},"
+    " r.submission::jsonb, r.submission_ref, r.duplicate_of, r.similarity"
+    f" FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_TYPES, 1))}) AS r({', '.join(_COLUMNS)})"
 )
 
 
-def _row(submission_id: UUID, number: str, p: domain.Pending, received_at: datetime,
-         duplicate_of: UUID | None, score: float | None) -> tuple:
+def _row(submission_id: UUID, number: str, p: domain.Pending, duplicate_of: UUID | None,
+         score: float | None) -> tuple:
     s = p.submission
     return (
         submission_id, number, s.channel.value, s.title, s.description, s.category, s.location.division_code,
         s.location.grid_id, s.location.address, s.reporter.name if s.reporter else None,
         s.reporter.phone if s.reporter else None, p.idempotency_key, domain.fingerprint(s), p.submitted_by,
-        received_at, s.model_dump_json(), p.submission_ref, duplicate_of, score,
+        s.model_dump_json(), p.submission_ref, duplicate_of, score,
     )
 
 
 async def write_plan(conn: asyncpg.Connection, plan: domain.GroupPlan, events: Sequence[Outgoing]) -> None:
-    """Write a group's plan in the caller's transaction: counters, new cases, then the repeat reports
-    (which reference their case), then the events to the outbox."""
+    """Write a group's plan in the caller's transaction: counters, the submissions' rows (new cases
+    before the repeat reports that point at them), then the events to the outbox."""
     if plan.last_numbers:
         await conn.execute(
             "UPDATE case_number_counters AS c SET last = n.last"
             " FROM unnest($1::text[], $2::int[]) AS n(prefix, last) WHERE c.prefix = n.prefix",
             list(plan.last_numbers), list(plan.last_numbers.values()),
         )
-    at = plan.received_at
-    await conn.executemany(INSERT_SQL, [_row(c.case_id, c.case_number, c.pending, at, None, None)
-                                        for c in plan.new_cases])
-    await conn.executemany(INSERT_SQL, [_row(r.submission_id, r.case_number, r.pending, at, r.case_id, r.similarity)
-                                        for r in plan.repeats])
+    rows = [_row(c.case_id, c.case_number, c.pending, None, None) for c in plan.new_cases]
+    rows += [_row(r.submission_id, r.case_number, r.pending, r.case_id, r.similarity) for r in plan.repeats]
+    if rows:
+        await conn.execute(INSERT_SQL, *map(list, zip(*rows)), plan.received_at)
     await add_to_outbox(conn, events)
+    remember_open_cases(plan.opened)
 
 
 # ---------------------------------------------------------------- reading a case, submitters' statuses

@@ -5,10 +5,14 @@ Never writes to a live topic (one the system uses) unless told so explicitly.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+
+import orjson
 
 from shared import topics
 from shared.messaging.log import LogError, LogRecord
@@ -27,15 +31,23 @@ class Filters:
         return not (self.case_ids or self.event_types or self.division)
 
     def keeps(self, rec: LogRecord, division_cases: set[str] | None = None) -> bool:
-        """Whether a record passes; `division_cases` are the cases found in the division (first pass)."""
+        """Whether a record (a LogRecord or the client's own) passes; `division_cases` are the cases
+        found in the division (first pass)."""
         key = rec.key.decode(errors="replace") if rec.key else None
         if self.case_ids and key not in self.case_ids:
             return False
-        if self.event_types and rec.header("ce_type") not in self.event_types:
+        if self.event_types and _header(rec, "ce_type") not in self.event_types:
             return False
         if self.division and (division_cases is None or key not in division_cases):
             return False
         return True
+
+
+def _header(rec: LogRecord, name: str) -> str | None:
+    """A header's value as text (the last one of that name), or None: LogRecord.header for a record
+    of either kind."""
+    found = [v for k, v in rec.headers if k == name]
+    return found[-1].decode(errors="replace") if found and found[-1] is not None else None
 
 
 def division_of(rec: LogRecord) -> str | None:
@@ -68,6 +80,35 @@ def target_topic(source_topic: str, prefix: str | None, topic: str | None, allow
         raise LogError(f"{target!r} is a live topic: the system reads it. Pass --allow-live-topic to write "
                        "there on purpose")
     return target
+
+
+def _text(b: bytes | None):
+    if b is None:
+        return None
+    try:
+        return b.decode()
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(b).decode()}
+
+
+_dumps = orjson.dumps
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
+
+def json_line(rec: LogRecord) -> bytes:
+    """The record (a LogRecord or the client's own) as a line of a JSON-lines file, newline included:
+    the line `LogRecord.to_json` writes, compact UTF-8 made with orjson; text where the bytes are UTF-8,
+    {"b64": ...} where not."""
+    try:  # the common case, all UTF-8, without a call per field
+        return _dumps({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+                       "timestamp": rec.timestamp, "key": None if rec.key is None else rec.key.decode(),
+                       "headers": [(k, v.decode()) for k, v in rec.headers],
+                       "value": None if rec.value is None else rec.value.decode()}, option=_NEWLINE)
+    except (UnicodeDecodeError, AttributeError):
+        return _dumps({"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+                       "timestamp": rec.timestamp, "key": _text(rec.key),
+                       "headers": [(k, _text(v)) for k, v in rec.headers], "value": _text(rec.value)},
+                      option=_NEWLINE)
 
 
 def read_lines(path: Path) -> Iterator[LogRecord]:
@@ -117,18 +158,41 @@ async def ensure_sandbox(bootstrap: str, wanted: dict[str, int], **client) -> No
 
 async def write_records(bootstrap: str, batches, target_of: Callable[[LogRecord], str],
                         progress: Callable[[int], None] = lambda n: None, **client) -> int:
-    """Publish records unchanged (key, value, headers, timestamp); one flush per batch, not per record."""
+    """Publish records unchanged (key, value, headers, timestamp), each to the partition the producer's
+    default partitioner gives its key (as a `send` would: a case's records stay in one partition). A
+    batch of the log is packed into record batches per target partition (no per-record future), all
+    sent, then all acknowledged: one flush per batch, not per record."""
     from aiokafka import AIOKafkaProducer
+    from aiokafka.partitioner import DefaultPartitioner
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20,
                                 **client)
     await producer.start()
+    partitioner = DefaultPartitioner()
+    partitions: dict[str, list[int]] = {}
+    by_key: dict[tuple[str, bytes], int] = {}  # the partitioner hashes in Python: once per key and topic
     written = 0
     try:
         async for batch in batches:
-            futures = [await producer.send(target_of(r), r.value, key=r.key, headers=list(r.headers),
-                                           timestamp_ms=r.timestamp) for r in batch]
-            for f in futures:
+            open_batches, sent = {}, []
+            for r in batch:
+                topic = target_of(r)
+                if topic not in partitions:
+                    partitions[topic] = sorted(await producer.partitions_for(topic))
+                if r.key is None:
+                    partition = partitioner(None, partitions[topic], partitions[topic])
+                elif (partition := by_key.get((topic, r.key))) is None:
+                    partition = by_key[(topic, r.key)] = partitioner(r.key, partitions[topic], partitions[topic])
+                builder = open_batches.get((topic, partition))
+                if builder is None:
+                    builder = open_batches[(topic, partition)] = producer.create_batch()
+                if builder.append(timestamp=r.timestamp, key=r.key, value=r.value, headers=list(r.headers)) is None:
+                    sent.append(await producer.send_batch(builder, topic, partition=partition))  # full
+                    builder = open_batches[(topic, partition)] = producer.create_batch()
+                    builder.append(timestamp=r.timestamp, key=r.key, value=r.value, headers=list(r.headers))
+            for (topic, partition), builder in open_batches.items():
+                sent.append(await producer.send_batch(builder, topic, partition=partition))
+            for f in sent:
                 await f
             written += len(batch)
             progress(len(batch))
@@ -162,12 +226,13 @@ async def copy(bootstrap: str, rng, filters: Filters, *, to_file: Path | None = 
         division_cases = None
         if filters.division:
             division_cases = set()
-            async for batch in read(consumer, rng):
+            async for batch in read(consumer, rng, detach=None):
                 division_cases |= cases_in_division(batch, filters.division)
                 progress(len(batch))
 
         async def kept():
-            async for batch in read(consumer, rng):
+            # the client's records as they come: written or published field by field, never kept
+            async for batch in read(consumer, rng, detach=None):
                 result.read += len(batch)
                 out = batch if filters.empty else [r for r in batch if filters.keeps(r, division_cases)]
                 result.kept += len(out)
@@ -180,11 +245,21 @@ async def copy(bootstrap: str, rng, filters: Filters, *, to_file: Path | None = 
             async for _ in kept():
                 pass
         elif to_file is not None:
-            with to_file.open("x", encoding="utf-8") as f:
-                async for batch in kept():
-                    f.writelines(r.to_json() + "\n" for r in batch)
-                    result.written += len(batch)
-                    progress(len(batch))
+            with to_file.open("xb") as f:
+                # a batch is written by a thread while the next one is read and encoded (one at a time);
+                # the file is closed only once its last write is done, however the copy ends
+                writing: asyncio.Future | None = None
+                try:
+                    async for batch in kept():
+                        lines = b"".join(map(json_line, batch))
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.ensure_future(asyncio.to_thread(f.write, lines))
+                        result.written += len(batch)
+                        progress(len(batch))
+                finally:
+                    if writing is not None:
+                        await writing
             result.targets = (str(to_file),)
         else:
             targets = {t: target_topic(t, to_prefix, to_topic, allow_live) for t in rng.topics}

@@ -8,6 +8,7 @@ from typing import Iterable
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from services.router.deadlines import LimitUnit
 from services.router.domain import (
@@ -59,25 +60,33 @@ async def load_states(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict
 
 
 async def save_states(conn: asyncpg.Connection, states: Iterable[RoutingState]) -> None:
-    """Insert or update the given states in one statement."""
+    """Insert or update the given states in one statement (the batch's rows as one JSON document)."""
     rows = []
     for s in states:
         lead = s.lead
-        rows.append((
-            UUID(s.case_id), s.case_number, s.status.value, UUID(lead.dispatch_id) if lead else None,
-            lead.unit_id if lead else None, lead.unit_kind if lead else None, s.category, list(s.rule_ids),
-            s.catalogue_version, s.decided_at, s.division_code, s.risk.value,
-            json.dumps([{**d.__dict__, "status": d.status.value} for d in s.dispatches]), s.excluded, s.returns,
-            s.reopened, s.repeats, json.dumps(s.facts, ensure_ascii=False), s.traceparent,
-        ))
-    await conn.executemany(
-        f"INSERT INTO cases ({_STATE_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::jsonb,$14,$15,$16,$17,$18::jsonb,$19)"
+        rows.append({
+            "case_id": s.case_id, "case_number": s.case_number, "status": s.status.value,
+            "dispatch_id": lead.dispatch_id if lead else None, "unit_id": lead.unit_id if lead else None,
+            "unit_kind": lead.unit_kind if lead else None, "category": s.category, "rule_ids": list(s.rule_ids),
+            "catalogue_version": s.catalogue_version, "decided_at": s.decided_at, "division_code": s.division_code,
+            "risk": s.risk.value, "dispatches": [{**d.__dict__, "status": d.status.value} for d in s.dispatches],
+            "excluded": s.excluded, "returns": s.returns, "reopened": s.reopened, "repeats": s.repeats,
+            "facts": s.facts, "traceparent": s.traceparent,
+        })
+    if not rows:
+        return
+    await conn.execute(
+        f"INSERT INTO cases ({_STATE_COLUMNS}) SELECT {_STATE_COLUMNS} FROM jsonb_to_recordset($1::jsonb) AS r("
+        "case_id uuid, case_number text, status text, dispatch_id uuid, unit_id text, unit_kind text, category text,"
+        " rule_ids text[], catalogue_version text, decided_at timestamptz, division_code text, risk text,"
+        " dispatches jsonb, excluded text[], returns integer, reopened integer, repeats integer, facts jsonb,"
+        " traceparent text)"
         " ON CONFLICT (case_id) DO UPDATE SET status = EXCLUDED.status, dispatch_id = EXCLUDED.dispatch_id,"
         " unit_id = EXCLUDED.unit_id, unit_kind = EXCLUDED.unit_kind, category = EXCLUDED.category,"
         " rule_ids = EXCLUDED.rule_ids, risk = EXCLUDED.risk, dispatches = EXCLUDED.dispatches,"
         " excluded = EXCLUDED.excluded, returns = EXCLUDED.returns, reopened = EXCLUDED.reopened,"
         " repeats = EXCLUDED.repeats, facts = EXCLUDED.facts, updated_at = now()",
-        rows,
+        orjson.dumps(rows).decode(),
     )
 
 
@@ -123,19 +132,27 @@ async def queue(pool: asyncpg.Pool, name: str, divisions: list[str], limit: int 
 
 async def start_clocks(conn: asyncpg.Connection, rows: list[tuple]) -> None:
     """Start clocks: (dispatch_id, kind, case_id, unit_id, unit_kind, division, started, due, next_check, tp,
-    limit_unit) — limit_unit is what the clock counts in (hours, calendar_days, working_days)."""
-    await conn.executemany(
+    limit_unit) — limit_unit is what the clock counts in (hours, calendar_days, working_days). One statement."""
+    if not rows:
+        return
+    cols = list(zip(*rows))
+    await conn.execute(
         "INSERT INTO clocks (dispatch_id, kind, case_id, unit_id, unit_kind, division_code, started_at, due_at,"
-        " next_check, traceparent, limit_unit) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
-        rows,
+        " next_check, traceparent, limit_unit) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[],"
+        " $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[])"
+        " ON CONFLICT DO NOTHING",
+        *(list(c) for c in cols),
     )
 
 
 async def stop_clocks(conn: asyncpg.Connection, stops: list[tuple[str, str | None]]) -> None:
-    """Stop clocks: (dispatch_id, kind) — kind None stops both of the dispatch."""
-    await conn.executemany(
-        "UPDATE clocks SET stopped = true WHERE dispatch_id = $1 AND ($2::text IS NULL OR kind = $2)",
-        [(UUID(d), k) for d, k in stops],
+    """Stop clocks: (dispatch_id, kind) — kind None stops both of the dispatch. One statement."""
+    if not stops:
+        return
+    await conn.execute(
+        "UPDATE clocks SET stopped = true FROM unnest($1::uuid[], $2::text[]) AS s(dispatch_id, kind)"
+        " WHERE clocks.dispatch_id = s.dispatch_id AND (s.kind IS NULL OR clocks.kind = s.kind)",
+        [UUID(d) for d, _ in stops], [k for _, k in stops],
     )
 
 
@@ -157,12 +174,20 @@ def clock_of(r: asyncpg.Record) -> Clock:
 
 
 async def save_clocks(conn: asyncpg.Connection, changes: Iterable[ClockChange]) -> None:
-    """Write clocks' colour, times, pause and next check."""
-    await conn.executemany(
-        "UPDATE clocks SET colour = $3, started_at = $4, due_at = $5, paused_at = $6, pause_reason = $7,"
-        " next_check = $8 WHERE dispatch_id = $1 AND kind = $2",
-        [(UUID(c.clock.dispatch_id), c.clock.kind, c.clock.colour.value, c.clock.started_at, c.clock.due_at,
-          c.clock.paused_at, c.pause_reason, c.next_check) for c in changes],
+    """Write clocks' colour, times, pause and next check (one statement)."""
+    # the last change of a clock wins, as it did statement by statement (UPDATE ... FROM takes one row)
+    latest = {(c.clock.dispatch_id, c.clock.kind): c for c in changes}
+    rows = [(UUID(c.clock.dispatch_id), c.clock.kind, c.clock.colour.value, c.clock.started_at, c.clock.due_at,
+             c.clock.paused_at, c.pause_reason, c.next_check) for c in latest.values()]
+    if not rows:
+        return
+    await conn.execute(
+        "UPDATE clocks SET colour = c.colour, started_at = c.started_at, due_at = c.due_at, paused_at = c.paused_at,"
+        " pause_reason = c.pause_reason, next_check = c.next_check"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],"
+        " $7::text[], $8::timestamptz[]) AS c(dispatch_id, kind, colour, started_at, due_at, paused_at, pause_reason,"
+        " next_check) WHERE clocks.dispatch_id = c.dispatch_id AND clocks.kind = c.kind",
+        *(list(col) for col in zip(*rows)),
     )
 
 

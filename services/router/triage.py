@@ -282,21 +282,30 @@ class TriageModel:
 
     def predict(self, texts: Sequence[str], top: int = 3, explain: int = 5) -> list[Prediction]:
         """Calibrated predictions for texts: the kind's and the items' probabilities, the top items,
-        each kind's best item, and the features behind the chosen item."""
+        each kind's best item, and the features behind the chosen item. The scores of the whole batch
+        come from one sparse product (texts × features) · (features × classes); only reading the
+        features and building each Prediction remain per text."""
+        if not texts:
+            return []
+        from scipy.sparse import csr_matrix
+
+        feats = [self.features_of(t) for t in texts]
+        indptr = np.zeros(len(feats) + 1, dtype=np.int64)
+        np.cumsum([len(idx) for idx, _ in feats], out=indptr[1:])
+        x = csr_matrix((np.concatenate([v for _, v in feats]), np.concatenate([i for i, _ in feats]), indptr),
+                       shape=(len(feats), self._kind_w.shape[0]))
+        p = _softmax(x @ self._item_w + self._item_b, self.manifest["item_temperature"])
+        kind_p = _kind_probabilities(_softmax(x @ self._kind_w + self._kind_b, self.manifest["kind_temperature"]),
+                                     p, self._item_kind)
+        order = np.argsort(-p, axis=1, kind="stable")[:, :top + 1]
+        best_of_kind = {k: np.asarray(items)[np.argmax(p[:, items], axis=1)] for k, items in self._items_of_kind.items()}
         out = []
-        for text in texts:
-            kind_s, item_s, idx, val = self.scores(text)
-            p = _softmax(item_s[None, :], self.manifest["item_temperature"])[0]
-            kind_p = _kind_probabilities(_softmax(kind_s[None, :], self.manifest["kind_temperature"]), p[None, :],
-                                         self._item_kind)[0]
-            order = [i for i in np.argsort(-p, kind="stable") if i != self._out_of_scope][:top]
-            cands = tuple(Candidate(self.classes[i], self.kinds[self.classes[i]], round(float(p[i]), 4))
-                          for i in order)
-            kinds = {k: round(float(kind_p[j]), 4) for j, k in enumerate(self.kind_classes)}
-            best = {}
-            for k, items in self._items_of_kind.items():
-                i = items[int(np.argmax(p[items]))]
-                best[k] = Candidate(self.classes[i], k, round(float(p[i]), 4))
+        for r, (idx, val) in enumerate(feats):
+            cands = tuple(Candidate(self.classes[i], self.kinds[self.classes[i]], round(float(p[r, i]), 4))
+                          for i in order[r] if i != self._out_of_scope)[:top]
+            kinds = {k: round(float(kind_p[r, j]), 4) for j, k in enumerate(self.kind_classes)}
+            best = {k: Candidate(self.classes[i], k, round(float(p[r, i]), 4))
+                    for k, i in ((k, int(b[r])) for k, b in best_of_kind.items())}
             chosen = self.classes.index(best[max(kinds, key=lambda k: (kinds[k], k))].category)
             out.append(Prediction(cands, kinds, self._explain(idx, val * self._item_w[idx, chosen], explain), best,
                                   len(idx)))

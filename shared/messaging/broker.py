@@ -1,4 +1,4 @@
-"""The FastStream broker factory (OpenTelemetry middleware) and batch subscriptions with explicit acks."""
+"""The FastStream broker factory and batch subscriptions with explicit acks."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
-from opentelemetry import trace
 
 from shared.messaging.consumer import BatchProcessor
 from shared.settings import Settings
@@ -29,7 +26,7 @@ def create_broker(settings: Settings, service: str) -> KafkaBroker:
         settings.kafka_bootstrap_servers,
         security=security,
         client_id=f"onewindow-{service}",
-        middlewares=[KafkaTelemetryMiddleware(tracer_provider=trace.get_tracer_provider())],
+        # no per-message telemetry middleware: BatchProcessor spans each batch and each sampled event
         graceful_timeout=20.0,
         metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         # per-message "Received/Processed" lines are debug noise; errors still log at ERROR
@@ -38,9 +35,12 @@ def create_broker(settings: Settings, service: str) -> KafkaBroker:
     )
 
 
-async def _raw(_msg: Any) -> None:
+async def _raw(msg: Any) -> tuple:
     # The processor reads the raw records itself: FastStream must not decode (and choke on) poison.
-    return None
+    # The records are the handler's body: a `KafkaMessage` parameter (a context field) would be
+    # resolved in a worker thread on every batch.
+    raw = msg.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
 
 
 def subscribe_batches(broker: KafkaBroker, processor: BatchProcessor, topics: list[str], settings: Settings) -> None:
@@ -63,6 +63,5 @@ def subscribe_batches(broker: KafkaBroker, processor: BatchProcessor, topics: li
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         decoder=_raw,
     )
-    async def on_batch(message: KafkaMessage) -> None:
-        records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
+    async def on_batch(records: Any) -> None:
         await processor.process(records)

@@ -24,6 +24,7 @@ from typing import Awaitable, Callable, Sequence
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from shared import topics
@@ -32,7 +33,7 @@ from shared.contracts import Contract
 from shared.messaging.outbox import Outgoing, OutboxRelay, add_to_outbox
 from shared.messaging.producer import EventProducer, Record
 from shared.personal import mask_text
-from shared.telemetry import context_from, current_traceparent, tracer
+from shared.telemetry import context_from, current_traceparent, is_sampled, tracer
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ class Inbound:
         if self.event is None:
             return f"kafka {self.record.topic}/{self.record.partition}/{self.record.offset}"
         return f"{self.record.topic} {self.event.source} {self.event.id}"
+
+
+# Links from a batch's span to the sampled events in it (a bound: a span's links are kept in memory).
+MAX_LINKS = 64
 
 
 class Reject(Exception):
@@ -167,13 +172,21 @@ class BatchProcessor:
         return dead
 
     async def apply(self, inbound: list[Inbound]) -> None:
-        """Apply decoded events in one transaction: inbox (each event once), handler, outbox."""
+        """Apply decoded events in one transaction: inbox (each event once), handler, outbox.
+
+        Spans: one for the batch (linked to the sampled events it carries) and one per event of a
+        sampled case only, child of the event's own span so the case's trace stays whole; an event of
+        an unsampled case passes its traceparent on as it came (no span, no cost)."""
         spans = []
         for item in inbound:
+            parent = item.event.traceparent if item.event else None
+            if not is_sampled(parent):
+                item.traceparent = parent
+                continue
             span = tracer().start_span(
                 f"process {item.record.topic}",
                 kind=trace.SpanKind.CONSUMER,
-                context=context_from(item.event.traceparent if item.event else None),
+                context=context_from(parent),
                 attributes={
                     "messaging.system": "kafka",
                     "messaging.operation.type": "process",
@@ -188,25 +201,35 @@ class BatchProcessor:
             with trace.use_span(span):
                 item.traceparent = current_traceparent()
             spans.append(span)
+        batch = tracer().start_span(
+            f"process batch {self.name}",
+            kind=trace.SpanKind.CONSUMER,
+            context=otel_context.Context(),  # a batch belongs to no one case: its own (sampled) root
+            links=[trace.Link(s.get_span_context()) for s in spans[:MAX_LINKS] if s.get_span_context().is_valid],
+            attributes={"messaging.system": "kafka", "messaging.operation.type": "process",
+                        "messaging.consumer.group.name": self.name, "messaging.batch.message_count": len(inbound)},
+        )
+        spans.append(batch)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                # per consumer group: two subscriptions of one service may read the same event
-                keys = [f"{self.name} {i.inbox_key}" for i in inbound]
-                new_keys = {
-                    r["event_key"]
-                    for r in await conn.fetch(
-                        "INSERT INTO inbox (event_key) SELECT DISTINCT unnest($1::text[])"
-                        " ON CONFLICT DO NOTHING RETURNING event_key",
-                        keys,
-                    )
-                }
-                fresh = []
-                for item, key in zip(inbound, keys):
-                    if key in new_keys:
-                        new_keys.discard(key)  # a duplicate inside the batch is applied once
-                        fresh.append(item)
-                if fresh:
-                    await add_to_outbox(conn, await self._handle(conn, fresh))
+            with trace.use_span(batch):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    # per consumer group: two subscriptions of one service may read the same event
+                    keys = [f"{self.name} {i.inbox_key}" for i in inbound]
+                    new_keys = {
+                        r["event_key"]
+                        for r in await conn.fetch(
+                            "INSERT INTO inbox (event_key) SELECT DISTINCT unnest($1::text[])"
+                            " ON CONFLICT DO NOTHING RETURNING event_key",
+                            keys,
+                        )
+                    }
+                    fresh = []
+                    for item, key in zip(inbound, keys):
+                        if key in new_keys:
+                            new_keys.discard(key)  # a duplicate inside the batch is applied once
+                            fresh.append(item)
+                    if fresh:
+                        await add_to_outbox(conn, await self._handle(conn, fresh))
         except Exception as exc:
             for span in spans:
                 span.record_exception(exc)

@@ -39,7 +39,12 @@ class IncarnationProbe:
             if TOPIC in await c.topics():
                 c.assign([_TP])
                 c.seek(_TP, 0)
-                batch = await c.getmany(_TP, timeout_ms=1000, max_records=1)
+                try:
+                    batch = await c.getmany(_TP, timeout_ms=1000, max_records=1)
+                finally:
+                    # no prefetching between checks: an assigned partition is fetched again and again
+                    # (every fetch_max_wait_ms, for as long as the process lives) unless it is paused
+                    c.pause(_TP)
                 if batch.get(_TP):
                     return batch[_TP][0].value.decode()
             await self._mark()

@@ -8,14 +8,14 @@ lock) so a case's events leave in the order they were written.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
+from base64 import b64decode, b64encode
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import asyncpg
+import orjson
 
 from shared.cloudevents import Actor, CloudEvent
 from shared.messaging.producer import EventProducer, Record
@@ -57,11 +57,11 @@ class Emitter:
 
 def _encode_headers(headers: Sequence[tuple[str, bytes]]) -> str:
     # base64: header values are bytes and may hold anything (a dead letter keeps them as they came)
-    return json.dumps([[k, base64.b64encode(v or b"").decode()] for k, v in headers])
+    return orjson.dumps([[k, b64encode(v or b"").decode()] for k, v in headers]).decode()
 
 
 def _decode_headers(raw: str) -> list[tuple[str, bytes]]:
-    return [(k, base64.b64decode(v)) for k, v in json.loads(raw)]
+    return [(k, b64decode(v)) for k, v in orjson.loads(raw)]
 
 
 async def add_to_outbox(conn: asyncpg.Connection, items: Sequence[Outgoing]) -> None:
@@ -77,10 +77,14 @@ async def add_records_to_outbox(conn: asyncpg.Connection, records: Sequence[Reco
     """Write raw records (each with an `event_id` for de-duplication) to the outbox."""
     if not records:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5::jsonb)"
+    # one statement for the whole batch (arrays unnested in order, so `seq` keeps the emit order)
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, value, headers)"
+        " SELECT e, t, k, v, h::jsonb FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[])"
+        " WITH ORDINALITY AS r(e, t, k, v, h, n) ORDER BY n"
         " ON CONFLICT (event_id) DO NOTHING",
-        [(r.event_id, r.topic, r.key, r.value, _encode_headers(r.headers)) for r in records],
+        [r.event_id for r in records], [r.topic for r in records], [r.key for r in records],
+        [r.value for r in records], [_encode_headers(r.headers) for r in records],
     )
 
 
@@ -141,7 +145,8 @@ class OutboxRelay:
                     await self._connect()
                 if self._incarnation and asyncio.get_running_loop().time() - self._checked_at >= self._check_every:
                     await self.check_incarnation()
-                while await self.drain_once():
+                # a short batch means nothing was left: a commit after it wakes the relay again
+                while await self.drain_once() >= self._batch:
                     pass
                 backoff = self._poll
             except Exception as exc:  # broker or database down: keep the rows, try again later
@@ -178,24 +183,27 @@ class OutboxRelay:
         return len(again)
 
     async def drain_once(self) -> int:
-        """Publish one batch of unsent rows; returns how many were published."""
+        """Publish one batch of unsent rows; returns how many were published.
+
+        One statement takes the relay's lock, picks the oldest unsent rows and marks them sent; the
+        transaction commits only once Kafka acknowledged them (a failed send rolls the mark back)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", self._lock_key):
-                return 0  # another replica is relaying; it keeps the order
             rows = await conn.fetch(
-                "SELECT seq, event_id, topic, key, value, headers FROM outbox"
-                " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-                self._batch,
-            )
+                # the lock is asked once (a materialised CTE), not for every candidate row
+                "WITH relay AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($1)) AS held)"
+                " UPDATE outbox SET published_at = now() WHERE seq IN (SELECT seq FROM outbox"
+                " WHERE published_at IS NULL AND (SELECT held FROM relay) ORDER BY seq LIMIT $2)"
+                " RETURNING seq, event_id, topic, key, value, headers",
+                self._lock_key, self._batch,
+            )  # no rows: nothing to send, or another replica is relaying (it keeps the order)
             if not rows:
                 return 0
             records = []
-            for r in rows:
+            for r in sorted(rows, key=lambda r: r["seq"]):
                 headers = _decode_headers(r["headers"])
                 tp = next((v.decode(errors="replace") for k, v in headers if k == "traceparent"), None)
                 # a dead letter (or any record without a CloudEvents id) keeps its headers untouched
                 inject = any(k == "ce_id" for k, _ in headers) and not any(k == "dlq_error" for k, _ in headers)
                 records.append(Record(r["topic"], r["key"], r["value"], headers, tp, r["event_id"], inject))
             await self._producer.send_all(records)
-            await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
             return len(rows)

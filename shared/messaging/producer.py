@@ -9,7 +9,7 @@ from typing import Sequence
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
-from shared.telemetry import context_from, current_traceparent, tracer
+from shared.telemetry import context_from, current_traceparent, is_sampled, tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +61,14 @@ class EventProducer:
     async def send_all(self, records: Sequence[Record]) -> None:
         """Send every record without waiting per record, then wait for all acks (raises on any failure).
 
-        Each record gets a PRODUCER span (messaging conventions) whose context replaces its traceparent.
-        """
+        A record of a sampled trace gets a PRODUCER span (messaging conventions) whose context replaces
+        its traceparent; one of an unsampled trace leaves with its headers as they are (no span)."""
         futures = []
+        send = self._producer.send
         for rec in records:
+            if not (rec.inject_trace and is_sampled(rec.traceparent)):
+                futures.append(await send(rec.topic, rec.value, key=rec.key, headers=rec.headers))
+                continue
             span = tracer().start_span(
                 f"send {rec.topic}",
                 kind=trace.SpanKind.PRODUCER,
@@ -78,12 +82,10 @@ class EventProducer:
                 },
             )
             with trace.use_span(span, end_on_exit=True):
-                headers = rec.headers
-                if rec.inject_trace:
-                    headers = [(k, v) for k, v in rec.headers if k != "traceparent"]
-                    tp = current_traceparent()
-                    if tp:
-                        headers.append(("traceparent", tp.encode()))
-                futures.append(await self._producer.send(rec.topic, rec.value, key=rec.key, headers=headers))
+                headers = [(k, v) for k, v in rec.headers if k != "traceparent"]
+                tp = current_traceparent()
+                if tp:
+                    headers.append(("traceparent", tp.encode()))
+                futures.append(await send(rec.topic, rec.value, key=rec.key, headers=headers))
         if futures:
             await asyncio.gather(*futures)

@@ -22,7 +22,7 @@ ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SECURE = yaml.safe_load((ROOT / "deploy" / "compose.secure.yml").read_text())
 ONEWINDOW_SERVICES = ["topics-init", *devstack.SERVICE_PORTS, "simulator"]
-OTEL_VARS = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+OTEL_VARS = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
 
 
 def _settings_env_names() -> set[str]:

@@ -75,6 +75,21 @@ async def test_groups_number_on_link_repeats_and_answer_retries(pool):
     assert {r["topic"] for r in outbox} == {"intake.cases"}
 
 
+async def test_a_case_another_process_wrote_is_read_from_the_database_and_compared_alike(pool):
+    from services.intake import storage
+
+    now = utcnow()
+    noise, lamp = await _accept(pool, _pending(NOISE), _pending(LAMP), now=now)
+    storage._KNOWN.clear()  # as in a replica (or a restarted process) that never saw these cases
+    again, = await _accept(pool, _pending(NOISE), now=now + timedelta(seconds=1))
+    assert again.duplicate and again.case_id == noise.case_id
+    assert {noise.case_id, lamp.case_id} <= set(storage._KNOWN)  # read once, kept for the next groups
+    async with pool.acquire() as conn:  # a case that is no longer open is not a candidate, known or not
+        await conn.execute("UPDATE cases SET status = 'closed' WHERE case_id = $1", noise.case_id)
+    fresh, = await _accept(pool, _pending(NOISE), now=now + timedelta(seconds=2))
+    assert not fresh.duplicate
+
+
 async def test_concurrent_writers_in_one_county_wait_for_each_other_and_never_share_a_number(pool):
     now = utcnow()
     async with pool.acquire() as a, pool.acquire() as b:

@@ -123,3 +123,40 @@ async def test_a_broker_that_comes_back_empty_gets_the_recent_events_again(datab
         await producer.stop()
         broker.stop()
         await pool.close()
+
+
+async def test_two_relays_of_one_schema_publish_every_event_once_in_the_order_written(
+    database_url: str, kafka_bootstrap: str, tmp_path: Path
+):
+    """Replicas share an outbox: whichever holds the relay's lock publishes, so events leave in the
+    order they were written however the two relays' drains interleave with the writers' commits."""
+    schema = f"otest_{secrets.token_hex(3)}"
+    topic = f"otest.order.{secrets.token_hex(3)}"
+    await migrate(database_url, schema, tmp_path)
+    await topics.ensure_topics(kafka_bootstrap, 1, [topic])
+    pool = await create_pool(database_url, schema, max_size=6)
+    producers = [EventProducer(kafka_bootstrap, f"otest-{i}") for i in range(2)]
+    relays = [OutboxRelay(pool, p, schema=schema, batch=7, poll_seconds=0.05) for p in producers]
+    case = uuid.uuid4()
+    events = [CloudEvent.of(DispatchAccepted(case_id=case, dispatch_id=uuid.uuid4(), unit_id="u", note=str(i)),
+                            source="/otest", event_id=f"ev-{i}") for i in range(300)]
+    for r in relays:
+        r.start()
+    try:
+        for i in range(0, len(events), 3):  # one small transaction after another, each waking both relays
+            async with pool.acquire() as conn, conn.transaction():
+                await add_to_outbox(conn, [Outgoing(topic, e) for e in events[i:i + 3]])
+            for r in relays:
+                r.wake()
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + 30
+        while await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        got = [decode(r.key, r.value, r.headers).id for r in await read_topic(kafka_bootstrap, topic)]
+        assert got == [e.id for e in events]
+    finally:
+        for r in relays:
+            await r.stop()
+        for p in producers:
+            await p.stop()
+        await pool.close()

@@ -202,3 +202,58 @@ def test_numbering_prefixes_are_sorted_once_each_and_required_by_the_plan():
         domain.plan_group(group, {}, [], {"339901-20261123": 0}, NOW, domain.DuplicatePolicy())
 
 
+
+
+# ---------------------------------------------------------------- the repeat test, made cheap, decides alike
+
+
+def _reference_bigrams(text: str) -> set[str]:
+    """The rule as first written: 2-character strings of the text without whitespace and punctuation."""
+    chars = [c for c in text if not c.isspace() and c not in "，。！？、,.!?;；:：()（）"]
+    return {a + b for a, b in zip(chars, chars[1:])} or set(chars)
+
+
+def _reference_duplicate(sub, received_at, open_cases, policy):
+    text = _reference_bigrams(f"{sub.title} {sub.description}")
+    best = None
+    for case in open_cases:
+        if case.division_code != sub.location.division_code or case.category != sub.category:
+            continue
+        if not (received_at - policy.window <= case.received_at <= received_at):
+            continue
+        other = _reference_bigrams(case.text)
+        score = round(len(text & other) / len(text | other), 3) if text and other else 0.0
+        if score >= policy.threshold and (best is None or score > best[1]):
+            best = (case, score)
+    return best
+
+
+def test_bigrams_as_ints_are_the_bigrams_of_the_rule():
+    import random
+    import sys
+
+    rng = random.Random(18)
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    alphabet = list("邻居家每天深夜装修噪音扰民路灯坏了ab12") + spaces + list("，。！？、,.!?;；:：()（）-")
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert domain._bigrams(text) == {(ord(b[0]) << 21 | ord(b[1])) if len(b) == 2 else ord(b)
+                                         for b in _reference_bigrams(text)}, repr(text)
+
+
+def test_the_repeat_found_is_the_one_the_rule_finds():
+    import random
+
+    rng = random.Random(18)
+    words = ["邻居", "深夜", "装修", "噪音", "扰民", "路灯", "坏了", "漏水", "楼上", "，", " ", "已经", "一周"]
+    for threshold in (0.3, 0.5, 0.6, 0.75):
+        policy = domain.DuplicatePolicy(threshold=threshold)
+        for _ in range(300):
+            text = lambda: rng.choice(words[:9]) + "".join(rng.choice(words) for _ in range(rng.randint(0, 8)))  # noqa: E731
+            said = text()
+            # candidates: other matters, and the same matter told a little differently
+            variants = [text(), said + rng.choice(words), rng.choice(words) + said, said[: max(2, len(said) - 2)]]
+            cases = [_open(rng.choice(variants), category=rng.choice([None, "civil.noise"]),
+                           age=timedelta(hours=rng.randint(0, 80))) for _ in range(rng.randint(0, 12))]
+            sub = _sub(description=said, category=rng.choice([None, "civil.noise"]))
+            assert domain.find_duplicate(sub, NOW, cases, policy) == _reference_duplicate(sub, NOW, cases, policy)

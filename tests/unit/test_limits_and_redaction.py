@@ -93,6 +93,9 @@ class _StuckPool:
             async def __aexit__(self, *exc):
                 return False
 
+            def __await__(self):  # `await pool.acquire()`, as asyncpg's context allows
+                return self.__aenter__().__await__()
+
         return _Ctx()
 
 
