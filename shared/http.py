@@ -219,11 +219,13 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_big = Problem(413, "Request body too large", f"the limit is {self.max_bytes} bytes")
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        declared = None
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                declared = value  # the last one, as before
         if declared is not None:
             if not declared.isdigit() or int(declared) > self.max_bytes:
-                return await too_big.response(scope.get("path"))(scope, receive, send)
+                return await self._too_big(scope, receive, send)
             return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
@@ -234,7 +236,7 @@ class BodyLimit:
             size += len(chunks[-1])
             more = message.get("more_body", False)
             if size > self.max_bytes:
-                return await too_big.response(scope.get("path"))(scope, receive, send)
+                return await self._too_big(scope, receive, send)
         body = b"".join(chunks)
         replayed = False
 
@@ -246,3 +248,7 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_big(self, scope, receive, send) -> None:
+        problem = Problem(413, "Request body too large", f"the limit is {self.max_bytes} bytes")
+        await problem.response(scope.get("path"))(scope, receive, send)

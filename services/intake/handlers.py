@@ -33,8 +33,8 @@ async def accept_submissions(conn: asyncpg.Connection, group: list[domain.Pendin
     earlier = await storage.earlier_submissions(conn, [p.idempotency_key for p in group if p.idempotency_key])
     divisions = sorted({p.submission.location.division_code for p in group})
     await storage.lock_divisions(conn, divisions)
-    candidates = await storage.open_cases(conn, divisions, now - policy.window, policy.candidates)
-    last_numbers = await storage.lock_case_numbers(conn, domain.numbering_prefixes(group, earlier, now))
+    last_numbers, candidates = await storage.numbers_and_open_cases(
+        conn, domain.numbering_prefixes(group, earlier, now), divisions, now - policy.window, policy.candidates)
     plan = domain.plan_group(group, earlier, candidates, last_numbers, now, policy)
     events = Emitter(domain.SOURCE)
     for a in plan.announcements:

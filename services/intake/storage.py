@@ -57,44 +57,43 @@ def remember_open_cases(cases: Iterable[domain.OpenCase]) -> None:
         del _KNOWN[next(iter(_KNOWN))]
 
 
-async def open_cases(conn: asyncpg.Connection, divisions: Sequence[str], since: datetime,
-                     per_division: int) -> list[domain.OpenCase]:
-    """The most recent open cases of each division received since `since`, at most `per_division`
-    each: a bounded candidate set for duplicate detection, whatever the backlog. Only the ids are
-    read for candidates seen before; the rest in a second query."""
-    ids = [r[0] for r in await conn.fetch(
-        "SELECT c.case_id FROM unnest($1::text[]) AS d(code) CROSS JOIN LATERAL ("
-        " SELECT case_id FROM cases WHERE duplicate_of IS NULL AND division_code = d.code AND received_at >= $2"
+async def numbers_and_open_cases(conn: asyncpg.Connection, prefixes: Sequence[str], divisions: Sequence[str],
+                                 since: datetime, per_division: int) -> tuple[dict[str, int], list[domain.OpenCase]]:
+    """In one statement (call it once the divisions are locked):
+
+    - the last case number used under each prefix (0 for a new one), its counter locked until the
+      transaction ends so that no other writer numbers under it meanwhile (pass the prefixes sorted:
+      writers lock them in the same order). An upsert rather than SELECT ... FOR UPDATE: it also locks
+      the counter of a prefix not yet used;
+    - the most recent open cases of each division received since `since`, at most `per_division`
+      each: a bounded candidate set for duplicate detection, whatever the backlog. Only their ids are
+      read; the cases not seen before by this process in a second query.
+    """
+    rows = await conn.fetch(
+        "WITH counters AS (INSERT INTO case_number_counters (prefix, last) SELECT p, 0 FROM unnest($1::text[]) AS p"
+        " ON CONFLICT (prefix) DO UPDATE SET last = case_number_counters.last RETURNING prefix, last)"
+        " SELECT prefix, last, NULL::uuid AS case_id FROM counters"
+        " UNION ALL"
+        " SELECT NULL, NULL, c.case_id FROM unnest($2::text[]) AS d(code) CROSS JOIN LATERAL ("
+        " SELECT case_id FROM cases WHERE duplicate_of IS NULL AND division_code = d.code AND received_at >= $3"
         " AND status NOT IN ('resolved', 'closed', 'refused', 'merged', 'split')"  # a matter reported again after closure is a new case
-        " ORDER BY received_at DESC LIMIT $3) AS c",
+        " ORDER BY received_at DESC LIMIT $4) AS c",
+        list(prefixes),
         list(divisions),
         since,
         per_division,
-    )]
+    )
+    last_numbers = {r[0]: r[1] for r in rows if r[2] is None}
+    ids = [r[2] for r in rows if r[2] is not None]
     found = {i: case for i in ids if (case := _KNOWN.get(i)) is not None}
     missing = [i for i in ids if i not in found]
     if missing:
-        rows = await conn.fetch(
+        read = [domain.OpenCase(**dict(r)) for r in await conn.fetch(
             "SELECT case_id, case_number, division_code, category, title || ' ' || description AS text, received_at"
-            " FROM cases WHERE case_id = ANY($1::uuid[])", missing)
-        read = [domain.OpenCase(**dict(r)) for r in rows]
+            " FROM cases WHERE case_id = ANY($1::uuid[])", missing)]
         found.update((c.case_id, c) for c in read)
         remember_open_cases(read)
-    return [found[i] for i in ids]
-
-
-async def lock_case_numbers(conn: asyncpg.Connection, prefixes: Sequence[str]) -> dict[str, int]:
-    """The last case number used under each prefix (0 for a new one), its counter locked until the
-    transaction ends so that no other writer numbers under it meanwhile. Pass the prefixes sorted."""
-    if not prefixes:
-        return {}
-    # An upsert rather than SELECT ... FOR UPDATE: it also locks the counter of a prefix not yet used.
-    rows = await conn.fetch(
-        "INSERT INTO case_number_counters (prefix, last) SELECT p, 0 FROM unnest($1::text[]) AS p"
-        " ON CONFLICT (prefix) DO UPDATE SET last = case_number_counters.last RETURNING prefix, last",
-        list(prefixes),
-    )
-    return {r["prefix"]: r["last"] for r in rows}
+    return last_numbers, [found[i] for i in ids]
 
 
 # ---------------------------------------------------------------- a group's plan, written
@@ -105,9 +104,13 @@ _COLUMNS = ("case_id", "case_number", "channel", "title", "description", "catego
             "submission", "submission_ref", "duplicate_of", "similarity")
 _TYPES = ("uuid", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text", "text",
           "text", "text", "uuid", "real")
-# A group's rows in one statement: one array per column (received_at is the group's, one value).
+# A group's rows in one statement: one array per column (received_at is the group's, one value), and
+# the counters it numbered under set to their last number in the same statement.
 INSERT_SQL = (
-    f"INSERT INTO cases ({', '.join(_COLUMNS[:14])}, received_at, {', '.join(_COLUMNS[14:])})"
+    f"WITH counters AS (UPDATE case_number_counters AS c SET last = n.last"
+    f" FROM unnest(${len(_COLUMNS) + 2}::text[], ${len(_COLUMNS) + 3}::int[]) AS n(prefix, last)"
+    f" WHERE c.prefix = n.prefix)"
+    f" INSERT INTO cases ({', '.join(_COLUMNS[:14])}, received_at, {', '.join(_COLUMNS[14:])})"
     f" SELECT {', '.join('r.' + c for c in _COLUMNS[:14])}, ${len(_COLUMNS) + 1},"
     " r.submission::jsonb, r.submission_ref, r.duplicate_of, r.similarity"
     f" FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_TYPES, 1))}) AS r({', '.join(_COLUMNS)})"
@@ -126,18 +129,13 @@ def _row(submission_id: UUID, number: str, p: domain.Pending, duplicate_of: UUID
 
 
 async def write_plan(conn: asyncpg.Connection, plan: domain.GroupPlan, events: Sequence[Outgoing]) -> None:
-    """Write a group's plan in the caller's transaction: counters, the submissions' rows (new cases
-    before the repeat reports that point at them), then the events to the outbox."""
-    if plan.last_numbers:
-        await conn.execute(
-            "UPDATE case_number_counters AS c SET last = n.last"
-            " FROM unnest($1::text[], $2::int[]) AS n(prefix, last) WHERE c.prefix = n.prefix",
-            list(plan.last_numbers), list(plan.last_numbers.values()),
-        )
+    """Write a group's plan in the caller's transaction: the submissions' rows (new cases before the
+    repeat reports that point at them) with the counters, then the events to the outbox."""
     rows = [_row(c.case_id, c.case_number, c.pending, None, None) for c in plan.new_cases]
     rows += [_row(r.submission_id, r.case_number, r.pending, r.case_id, r.similarity) for r in plan.repeats]
-    if rows:
-        await conn.execute(INSERT_SQL, *map(list, zip(*rows)), plan.received_at)
+    if rows:  # (numbers are used only by new cases: no rows, no counters to move)
+        await conn.execute(INSERT_SQL, *map(list, zip(*rows)), plan.received_at, list(plan.last_numbers),
+                           list(plan.last_numbers.values()))
     await add_to_outbox(conn, events)
     remember_open_cases(plan.opened)
 
