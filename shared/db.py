@@ -48,6 +48,12 @@ class PoolTimeout(Overloaded, TimeoutError):
     outage (back off, re-read); an HTTP route answers 503 with Retry-After."""
 
 
+class DatabaseUnavailable(Overloaded, ConnectionError):
+    """No connection to PostgreSQL could be made (it is down, restarting or not yet accepting). An
+    OSError, so consumers treat it as an outage (back off, read again); an HTTP route answers 503 with
+    Retry-After — one line, not a 500 with a traceback for every request while the database is away."""
+
+
 class _Acquire:
     """asyncpg's acquire context with the pool's default timeout, raising PoolTimeout when it expires."""
 
@@ -61,6 +67,9 @@ class _Acquire:
             if self._timeout is None:
                 raise  # a connection attempt's own timeout, not the pool's
             raise PoolTimeout(f"no database connection within {self._timeout:g} s") from exc
+        except (OSError, asyncpg.exceptions.CannotConnectNowError) as exc:
+            raise DatabaseUnavailable(f"no connection to the database: {type(exc).__name__}",
+                                      title="Database unavailable") from exc
 
     async def __aenter__(self):
         return await self._timed(self._inner.__aenter__())

@@ -12,6 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from shared.refusals import ActionRefused, Overloaded
 from shared.identity import InvalidToken, TokenGrant, TokenVerifier
@@ -83,6 +85,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         return problem_of(exc).response(request.url.path)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        """The client left before its request was read (it gave up waiting): no one to answer and
+        nothing to log — under overload a traceback for each such request only slows the service more."""
+        return Response(status_code=499)
 
     for kind in (Problem, Overloaded, ActionRefused, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(kind, _known)

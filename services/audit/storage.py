@@ -56,6 +56,8 @@ ONE_STATEMENT_MAX = 16
 async def record(conn: asyncpg.Connection, rows: list[NewRecord], summaries: list[CaseSummary]) -> None:
     """Append a batch's records and upsert its cases' summaries: one statement for a small batch,
     else COPY and one upsert."""
+    if not rows:
+        return
     if len(rows) > ONE_STATEMENT_MAX:
         await append_events(conn, rows)
         await save_summaries(conn, summaries)
