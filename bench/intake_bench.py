@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections (1-512)")
     parser.add_argument("--processes", default="1,2", help="intake process counts to measure, e.g. 1,2")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each measuring every endpoint (1-20)")
+    parser.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
+                        help="also run intake (one process) from this checkout of an earlier commit, each round")
     parser.add_argument("--results", type=Path, help="where to write the JSON (default bench/results/intake-<time>.json)")
     args = parser.parse_args()
     counts = sorted({int(n) for n in args.processes.split(",") if n.strip()})
@@ -154,12 +156,16 @@ def main() -> None:
                 result, count = _intake(args, env, base_dsn, n, work, postgres)
                 runs.append({**result, "round": round_})
                 stored[n] = stored.get(n, 0) + count
+            if args.compare_with:
+                result, _ = _intake(args, env, base_dsn, 1, work, postgres, checkout=args.compare_with)
+                runs.append({**result, "round": round_})
     finally:
         if broker:
             broker.stop()
 
     summary = {}
-    for name in ["bare ASGI", *[f"intake x{n}" for n in counts]]:
+    names = ["bare ASGI", *[f"intake x{n}" for n in counts]] + (["intake x1 (earlier)"] if args.compare_with else [])
+    for name in names:
         mine = [r for r in runs if r["endpoint"] == name]
         summary[name] = {k: round(statistics.median(r[k] for r in mine), 3) for k in (
             "requests_per_s", "p50_ms", "p99_ms", "cpu_ms_per_request", "server_cores_busy",
@@ -173,14 +179,18 @@ def main() -> None:
     print(f"\nintake benchmark: wrk, {args.connections} connections, {args.duration} s per run, {args.rounds} rounds,"
           f" loopback; medians; tracing {sampling['OTEL_TRACES_SAMPLER']} {sampling['OTEL_TRACES_SAMPLER_ARG']};"
           f" uvicorn with {server['http']} and {server['loop']}")
-    print(f"{'endpoint':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'cores':>7}"
+    print(f"{'endpoint':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'cores':>7}"
           f"{'PG ms/req':>11}{'wrk ms/req':>12}{'vs bare':>9}{'non-2xx':>9}")
     for name, r in summary.items():
-        print(f"{name:<14}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+        print(f"{name:<20}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
               f"{r['cpu_ms_per_request']:>12.3f}{r['server_cores_busy']:>7.2f}{r['postgres_cpu_ms_per_request']:>11.3f}"
               f"{r['wrk_cpu_ms_per_request']:>12.3f}{r.get('ratio_to_bare', 1):>9.3f}{r['non_2xx']:>9}")
     print(f"cases stored (at least every request answered; cut-off requests in flight may add some): {stored}")
-    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "connections": args.connections,
+    earlier = None
+    if args.compare_with:
+        earlier = subprocess.run(["git", "-C", str(args.compare_with), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip() or str(args.compare_with)
+    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "connections": args.connections, "earlier": earlier,
               "duration_s": args.duration, "rounds": args.rounds, "tracing": sampling, "server": server, "cores": os.cpu_count(),
               "load_average_at_end": os.getloadavg(), "summary": summary, "runs": runs, "cases_stored": stored}
     out = args.results or HERE / "results" / f"intake-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -203,26 +213,34 @@ def _bare(args, postgres: list[psutil.Process]) -> dict:
         bare.wait()
 
 
-def _intake(args, env: dict, base_dsn: str, processes: int, work: Path,
-            postgres: list[psutil.Process]) -> tuple[dict, int]:
-    """One run of intake as `processes` processes on a fresh database; its result and the cases stored
-    (which must be every request answered 202)."""
+def _intake(args, env: dict, base_dsn: str, processes: int, work: Path, postgres: list[psutil.Process],
+            checkout: Path | None = None) -> tuple[dict, int]:
+    """One run of intake as `processes` processes (or, from an earlier `checkout`, as it ran there) on a
+    fresh database; its result and the cases stored (at least every request answered 202)."""
     dsn = asyncio.run(devstack.create_database(base_dsn, "onewindow_bench"))
     port = devstack.free_port()
-    intake = devstack.ServiceProcess("intake", ["run", "intake", "--port", str(port), "--processes", str(processes)],
-                                     {**env, "DATABASE_URL": dsn}, port, work / f"intake-{processes}.log").start()
+    name = "intake x1 (earlier)" if checkout else f"intake x{processes}"
+    command = ["run", "intake", "--port", str(port)] + ([] if checkout else ["--processes", str(processes)])
+    intake = devstack.ServiceProcess(name, command, {**env, "DATABASE_URL": dsn}, port,
+                                     work / f"intake-{processes}{'-earlier' if checkout else ''}.log")
+    if checkout:  # its own code first on the path: `python -m` puts the working directory there
+        intake.proc = subprocess.Popen([sys.executable, "-m", "services.cli", *command], cwd=checkout,
+                                       env={**os.environ, **intake.env}, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, preexec_fn=devstack._die_with_parent)
+    else:
+        intake.start()
     try:
         intake.wait_ready(90)
         time.sleep(2 if processes > 1 else 0)  # every process past its start-up
         url = f"http://127.0.0.1:{port}/v1/cases"
         wrk(url, 2, args.connections)  # warm-up
         before = asyncio.run(_count(dsn))
-        result = measure(f"intake x{processes}", intake.proc.pid, url, args.duration, args.connections,
+        result = measure(name, intake.proc.pid, url, args.duration, args.connections,
                          _tree(postgres[0].pid) if postgres else [])  # with the backends of this run
         time.sleep(0.5)  # wrk cut off requests in flight: let them land
         stored = asyncio.run(_count(dsn)) - before
         if stored < result["requests"]:
-            raise SystemExit(f"intake x{processes}: {result['requests']} requests answered, {stored} cases stored")
+            raise SystemExit(f"{name}: {result['requests']} requests answered, {stored} cases stored")
         return result, stored
     finally:
         intake.stop()
