@@ -34,6 +34,7 @@ from shared import topics
 DISPATCHED, RESOLVED, CLOSED = LOOP[2], LOOP[4], LOOP[-1]
 OFFER_PATIENCE = 120  # seconds a client keeps offering one case again (same key) before giving up
 REQUEST_TIMEOUT = 10  # seconds before an unanswered request counts as unanswered
+KEEP_ALIVE = 4  # seconds an idle connection is reused (uvicorn closes one idle for 5 s)
 
 
 @dataclass
@@ -214,12 +215,19 @@ class Pool:
     def __init__(self, url: str, token: str) -> None:
         host, port = url.removeprefix("http://").rsplit(":", 1)
         self.host, self.port, self.token = host, int(port), token
-        self.free: list[Client] = []
+        self.free: list[tuple[Client, float]] = []  # idle connections, the last used last
 
     async def post(self, path: str, payload: dict,
                    headers: dict[str, str] | None = None) -> tuple[int, str, float | None]:
         """(status, body, Retry-After) — status 0 and the error's name when no answer came."""
-        conn = self.free.pop() if self.free else Client(self.host, self.port, "", self.token)
+        now = time.monotonic()
+        while self.free:
+            conn, idle_since = self.free.pop()
+            if now - idle_since < KEEP_ALIVE:
+                break
+            conn.close()  # the server may be closing it: a new one rather than a request lost on it
+        else:
+            conn = Client(self.host, self.port, "", self.token)
         try:
             status, body, retry_after = await asyncio.wait_for(conn.request(path, payload, headers or {}),
                                                                REQUEST_TIMEOUT)
@@ -230,11 +238,11 @@ class Pool:
         if status >= 500:
             conn.close()  # the server may drop the connection after an error: do not reuse it
         else:
-            self.free.append(conn)
+            self.free.append((conn, time.monotonic()))
         return status, body.decode(errors="replace"), retry_after
 
     def close(self) -> None:
-        for conn in self.free:
+        for conn, _ in self.free:
             conn.close()
 
 

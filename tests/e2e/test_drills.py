@@ -33,8 +33,9 @@ def test_short_drills_lose_and_duplicate_nothing(tmp_path):
 
 
 def test_postgres_outage_under_load_with_batches_over_several_partitions(tmp_path):
-    """The short form of the loaded drills: 200 cases at 50/s, PostgreSQL stopped while they come, every
-    consumer's batches holding records of several partitions when it fails and when it is read again."""
+    """The short form of the loaded drills: 200 cases at 50/s, PostgreSQL stopped while they come; the
+    records the router and audit keep reading again while it is down span several partitions, and so do
+    the batches they apply once it is back."""
     out = tmp_path / "loaded.json"
     run = subprocess.run([sys.executable, "-m", "services.cli", "drill", "--drill", "restart-postgres", "--cases", "200",
                           "--rate", "50", "--results", str(out)], capture_output=True, text=True, timeout=600)
