@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ class DrillStack:
             p.stop()
         self.broker.stop()
         self.pg_ctl("-m", "fast", "stop")
+        shutil.rmtree(self.pgdata, ignore_errors=True)  # ~160 MB after 1,000 cases; the logs stay
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.procs[service].port}"
